@@ -1,0 +1,74 @@
+"""The backend protocol: a request, a streaming generate, errors. No pygls here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import ClassVar, Protocol
+
+import attrs
+
+
+@attrs.frozen
+class GenerateRequest:
+    """One generation: prompt text, and the suffix after the cursor for FIM."""
+
+    prompt: str
+    suffix: str | None = None
+    """Text after the cursor. Backends with a FIM format put it in the prompt."""
+    max_tokens: int = 128
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    path: str | None = None
+    """Workspace-relative path of the file, for models with file-level markers."""
+
+
+@attrs.define
+class GenerationStats:
+    """What one generation cost; filled in by the backend as it runs."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens reused from the KV cache (not evaluated again)."""
+    generated_tokens: int = 0
+    prompt_ms: float = 0.0
+    generation_ms: float = 0.0
+
+
+class Backend(Protocol):
+    """A source of completions. Implementations are async generators."""
+
+    name: ClassVar[str]
+
+    def generate(
+        self, req: GenerateRequest, stats: GenerationStats | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Stream the completion text for ``req`` in chunks.
+
+        Cancelling the consuming task (or closing the iterator) stops the work
+        promptly, during prompt evaluation as well as between tokens.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Free the model or the HTTP client."""
+        ...
+
+
+class BackendError(Exception):
+    """A backend failed; the message says what the user can do about it."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot serve requests (no model, server down, no network)."""
+
+
+class BackendAuthError(BackendError):
+    """The backend refused our credentials."""
+
+
+class BackendConfigError(BackendError):
+    """The backend's settings are wrong (bad path, bad option)."""
+
+
+class UnknownBackendError(KeyError):
+    """No backend of that name is registered."""

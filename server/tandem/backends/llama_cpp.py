@@ -1,0 +1,381 @@
+"""In-process llama.cpp backend (llama-cpp-python): the private, offline default.
+
+All llama.cpp work runs on one worker thread, so the event loop never blocks and
+requests are served one at a time on one KV cache (consecutive prompts that share a
+prefix skip re-evaluating it). Cancellation sets a per-job flag that llama.cpp's abort
+callback reads during prompt evaluation (it aborts ``llama_decode`` within
+milliseconds) and that the token loop checks between tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from tandem import fim
+from tandem.backends.base import (
+    BackendConfigError,
+    BackendError,
+    BackendUnavailable,
+    GenerateRequest,
+    GenerationStats,
+)
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+@attrs.frozen
+class LlamaCppOptions:
+    """Options of the in-process backend, from ``settings.local``."""
+
+    model_path: str
+    n_gpu_layers: int | None = None
+    """Layers to offload; None means all when the build supports GPU offload."""
+    n_threads: int | None = None
+    n_ctx: int = 4096
+    n_batch: int = 512
+    fim_format: str = "auto"
+
+
+@attrs.frozen
+class ModelInfo:
+    """What was loaded, for status reports and the health check."""
+
+    path: str
+    name: str
+    architecture: str
+    fim_family: str | None
+    n_ctx: int
+    n_ctx_train: int
+    gpu_offload: bool
+    n_gpu_layers: int
+    n_threads: int
+    load_ms: float
+
+
+def default_threads() -> int:
+    """Threads for llama.cpp: the CPUs this process may use, at most 16."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        available = os.cpu_count() or 1
+    return max(1, min(available, 16))
+
+
+def gpu_layers(requested: int | None) -> tuple[int, bool]:
+    """Resolve the layer count to offload: all of them when the build can."""
+    import llama_cpp
+
+    supported = bool(llama_cpp.llama_supports_gpu_offload())
+    if requested is not None:
+        return requested, supported
+    return (-1 if supported else 0), supported
+
+
+def check_gguf(path: Path) -> None:
+    """Fail early and clearly on a missing or non-GGUF model file."""
+    if not path.is_file():
+        raise BackendConfigError(
+            f"model file not found: {path}. Set tandem.local.modelPath or "
+            "TANDEM_MODEL to a .gguf file."
+        )
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise BackendConfigError(f"{path} is not a GGUF model file")
+
+
+class LlamaCppBackend:
+    """Generate with a GGUF model loaded in this process."""
+
+    name: ClassVar[str] = "llama_cpp"
+
+    def __init__(self, options: LlamaCppOptions) -> None:
+        self.options = options
+        self.info: ModelInfo | None = None
+        self._llm: Llama | None = None
+        self._fim: fim.FimFormat | None = None
+        self._special_ids: dict[str, int] = {}
+        self._stop_ids: frozenset[int] = frozenset()
+        self._prefix_bos: list[int] = []
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="tandem-llama"
+        )
+        self._load_future: asyncio.Future[ModelInfo] | None = None
+        self._abort_flag: threading.Event | None = None
+        self._abort_cb: Any = None  # keeps the ctypes callback alive
+        self._closed = False
+
+    # -- loading ---------------------------------------------------------------
+
+    async def load(self) -> ModelInfo:
+        """Load the model once (on the worker thread); later calls wait for it."""
+        if self._closed:
+            raise BackendUnavailable("the local backend was shut down")
+        if self._load_future is None:
+            loop = asyncio.get_running_loop()
+            self._load_future = asyncio.ensure_future(
+                loop.run_in_executor(self._executor, self._load)
+            )
+        return await asyncio.shield(self._load_future)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory."""
+        return self._llm is not None
+
+    def _load(self) -> ModelInfo:
+        import llama_cpp
+
+        path = Path(self.options.model_path).expanduser()
+        check_gguf(path)
+        n_gpu, supported = gpu_layers(self.options.n_gpu_layers)
+        threads = self.options.n_threads or default_threads()
+        started = time.perf_counter()
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.options.n_ctx,
+                n_batch=self.options.n_batch,
+                n_gpu_layers=n_gpu,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as e:
+            raise BackendConfigError(f"llama.cpp could not load {path}: {e}") from e
+        load_ms = (time.perf_counter() - started) * 1000
+        self._llm = llm
+        self._install_abort_callback(llm)
+        meta = llm.metadata
+        arch = meta.get("general.architecture", "")
+        name = meta.get("general.name", path.stem)
+        if self.options.fim_format == "auto":
+            self._fim = fim.detect(self._has_token, arch, name)
+        else:
+            self._fim = fim.by_name(self.options.fim_format)
+            if self._fim and not all(map(self._has_token, self._fim.special_tokens)):
+                raise BackendConfigError(
+                    f"fimFormat {self.options.fim_format!r} does not match the "
+                    f"vocabulary of {path.name}"
+                )
+        stop_texts = self._fim.stop if self._fim else ()
+        self._stop_ids = frozenset(
+            self._special_ids[t] for t in stop_texts if self._has_token(t)
+        )
+        self._prefix_bos = llm.tokenize(b"", add_bos=True, special=False)
+        self.info = ModelInfo(
+            path=str(path),
+            name=name,
+            architecture=arch,
+            fim_family=self._fim.family if self._fim else None,
+            n_ctx=llm.n_ctx(),
+            n_ctx_train=llm._model.n_ctx_train(),
+            gpu_offload=supported and n_gpu != 0,
+            n_gpu_layers=n_gpu,
+            n_threads=threads,
+            load_ms=load_ms,
+        )
+        logger.info(
+            "loaded %s (%s, FIM %s) in %.0f ms, GPU offload %s, %d threads",
+            path.name,
+            arch,
+            self.info.fim_family or "off",
+            load_ms,
+            "on" if self.info.gpu_offload else "off",
+            threads,
+        )
+        return self.info
+
+    def _install_abort_callback(self, llm: Llama) -> None:
+        import llama_cpp
+
+        def should_abort(_data: Any) -> bool:
+            flag = self._abort_flag
+            return flag is not None and flag.is_set()
+
+        self._abort_cb = llama_cpp.ggml_abort_callback(should_abort)
+        llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, None)
+
+    def _has_token(self, text: str) -> bool:
+        """Whether ``text`` is one control token of the model (remembering its id)."""
+        if text in self._special_ids:
+            return True
+        assert self._llm is not None
+        ids = self._llm.tokenize(text.encode(), add_bos=False, special=True)
+        if len(ids) != 1:
+            return False
+        self._special_ids[text] = ids[0]
+        return True
+
+    # -- prompts -----------------------------------------------------------------
+
+    @property
+    def fim_format(self) -> fim.FimFormat | None:
+        """The FIM format in use (None: prefix-only completion)."""
+        return self._fim
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokenize user text: no BOS, special-token parsing off."""
+        assert self._llm is not None
+        return self._llm.tokenize(text.encode(), add_bos=False, special=False)
+
+    def prompt_tokens(self, req: GenerateRequest) -> list[int]:
+        """Assemble the prompt as token ids, fitted into the context window."""
+        assert self._llm is not None
+        if self._fim is not None and req.suffix is not None:
+            parts = self._fim.render(req.prompt, req.suffix, req.path)
+            prefix_piece = parts.index(fim.Special(self._fim.prefix)) + 1
+        else:
+            parts, prefix_piece = [req.prompt], 0
+        pieces = [
+            [self._special_ids[p.text]]
+            if isinstance(p, fim.Special)
+            else self.tokenize(p)
+            for p in parts
+        ]
+        limit = self._llm.n_ctx() - req.max_tokens - len(self._prefix_bos)
+        overflow = sum(map(len, pieces)) - limit
+        if overflow > 0:
+            # Drop the oldest prefix text first; then the far end of the suffix.
+            cut = min(overflow, len(pieces[prefix_piece]))
+            pieces[prefix_piece] = pieces[prefix_piece][cut:]
+            overflow -= cut
+            if overflow > 0:
+                for piece in pieces:
+                    if len(piece) > 1 and piece is not pieces[prefix_piece]:
+                        del piece[len(piece) - min(overflow, len(piece)) :]
+                        break
+        return self._prefix_bos + [t for piece in pieces for t in piece]
+
+    # -- generation --------------------------------------------------------------
+
+    async def generate(
+        self, req: GenerateRequest, stats: GenerationStats | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Stream the completion; cancelling stops prompt eval and generation."""
+        await self.load()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        job = loop.run_in_executor(
+            self._executor, self._run, req, stats or GenerationStats(), stop, emit
+        )
+        job.add_done_callback(_consume_exception)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, str)
+                yield item
+        finally:
+            stop.set()
+
+    def _run(
+        self,
+        req: GenerateRequest,
+        stats: GenerationStats,
+        stop: threading.Event,
+        emit: Callable[[object], None],
+    ) -> None:
+        """Worker thread: evaluate the prompt and sample tokens until done."""
+        if stop.is_set():
+            emit(_DONE)
+            return
+        from llama_cpp import llama_vocab_is_eog as is_eog
+
+        llm = self._llm
+        assert llm is not None
+        vocab = llm._model.vocab
+        self._abort_flag = stop
+        try:
+            tokens = self.prompt_tokens(req)
+            cached = 0
+            for a, b in zip(llm._input_ids, tokens, strict=False):
+                if a != b:
+                    break
+                cached += 1
+            stats.prompt_tokens = len(tokens)
+            stats.cached_tokens = min(cached, len(tokens) - 1)
+            started = time.perf_counter()
+            first_token_at: float | None = None
+            generated: list[int] = []
+            emitted = ""
+            for token in llm.generate(
+                tokens, temp=req.temperature, top_k=40, top_p=0.95, reset=True
+            ):
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                    stats.prompt_ms = (first_token_at - started) * 1000
+                if stop.is_set() or token in self._stop_ids or is_eog(vocab, token):
+                    break
+                generated.append(token)
+                text = llm.detokenize(generated).decode("utf-8", errors="replace")
+                if not text.endswith("\ufffd"):
+                    text, hit_stop = _cut_at_stop(text, req.stop)
+                    if len(text) > len(emitted):
+                        emit(text[len(emitted) :])
+                        emitted = text
+                    if hit_stop:
+                        break
+                if len(generated) >= req.max_tokens:
+                    break
+            stats.generated_tokens = len(generated)
+            if first_token_at is not None:
+                stats.generation_ms = (time.perf_counter() - first_token_at) * 1000
+            emit(_DONE)
+        except RuntimeError as e:
+            if stop.is_set():  # llama_decode aborted by our callback
+                emit(_DONE)
+            else:
+                emit(BackendError(f"llama.cpp failed: {e}"))
+        except Exception as e:  # surfaces in the awaiting task, never lost
+            emit(e)
+        finally:
+            self._abort_flag = None
+
+    async def aclose(self) -> None:
+        """Stop work and free the model."""
+        self._closed = True
+        llm, self._llm = self._llm, None
+        if self._abort_flag is not None:
+            self._abort_flag.set()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, _close_llama, llm)
+        self._executor.shutdown(wait=False)
+
+
+def _close_llama(llm: Llama | None) -> None:
+    if llm is not None:
+        llm.close()
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    cut = min((i for s in stops if (i := text.find(s)) >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _consume_exception(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and (exc := fut.exception()) is not None:
+        logger.error("llama.cpp worker failed", exc_info=exc)

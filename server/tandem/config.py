@@ -1,0 +1,192 @@
+"""Settings: one frozen attrs tree with defaults, built from client JSON. No I/O.
+
+Precedence, lowest first: the defaults here < ``initializationOptions`` <
+``workspace/configuration`` section ``tandem`` (pulled after ``initialized`` and on
+every ``workspace/didChangeConfiguration``) < the ``TANDEM_MODEL`` environment
+variable for the model path.
+
+Keys arrive in camelCase (``debounceMs``) or snake_case. Values are checked strictly
+(``"false"`` is not a bool): an invalid value is reported and that one field keeps its
+default; the rest of the settings still apply.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+DEFAULT_MODEL_REPO = "TheBloke/CodeLlama-7B-GGUF"
+DEFAULT_MODEL_FILE = "codellama-7b.Q4_K_M.gguf"
+
+
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"must be positive, got {value}")
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"must be zero or more, got {value}")
+
+
+@attrs.frozen
+class LocalSettings:
+    """The in-process llama.cpp backend."""
+
+    model_path: str = ""
+    """Path to a GGUF model. Empty: the default model (see modelRepo/modelFile)."""
+    model_repo: str = DEFAULT_MODEL_REPO
+    """Hugging Face repository of the default model."""
+    model_file: str = DEFAULT_MODEL_FILE
+    """File in modelRepo: CodeLlama-7B (code), Q4_K_M, about 4 GB."""
+    allow_download: bool = True
+    """Download the default model with huggingface_hub when it is not cached."""
+    n_gpu_layers: int | None = None
+    """Layers to offload to the GPU; null: all of them when the build supports it."""
+    n_threads: int | None = attrs.field(default=None, validator=_positive)
+    """CPU threads; null: the CPUs available to the server (at most 16)."""
+    n_ctx: int = attrs.field(default=4096, validator=_positive)
+    """Context window in tokens."""
+    fim_format: str = attrs.field(
+        default="auto",
+        validator=attrs.validators.in_(
+            ("auto", "none", "qwen", "codegemma", "starcoder", "codellama", "deepseek")
+        ),
+    )
+    """FIM prompt format: auto (from the model's vocabulary), a family, or none."""
+
+
+@attrs.frozen
+class CompletionSettings:
+    """Inline and list completions."""
+
+    enabled: bool = True
+    debounce_ms: int = attrs.field(default=50, validator=_non_negative)
+    """Wait this long for more typing before generating (a newer request cancels)."""
+    max_tokens: int = attrs.field(default=96, validator=_positive)
+    """Most tokens generated for one completion."""
+    max_lines: int = attrs.field(default=12, validator=_positive)
+    multiline: bool = True
+    """Allow completions of several lines where the cursor ends a line."""
+    temperature: float = attrs.field(default=0.0, validator=_non_negative)
+    prefix_chars: int = attrs.field(default=6000, validator=_positive)
+    """Text before the cursor given to the model, at most."""
+    suffix_chars: int = attrs.field(default=1200, validator=_non_negative)
+    """Text after the cursor given to FIM models, at most."""
+    postprocess: bool = True
+    """Trim completions to the current block, drop repeats and unbalanced brackets."""
+
+
+@attrs.frozen
+class Settings:
+    """Everything configurable; every field has a default."""
+
+    backend: str = attrs.field(
+        default="llama_cpp", validator=attrs.validators.in_(("llama_cpp", "fake"))
+    )
+    """Completion backend. llama_cpp runs the model inside the server process."""
+    offline: bool = False
+    """Never open a network connection (no model download)."""
+    local: LocalSettings = LocalSettings()
+    completion: CompletionSettings = CompletionSettings()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
+
+
+def _check_leaf(value: Any, tp: Any) -> Any:
+    """Return ``value`` if it is of type ``tp`` (strictly), else raise TypeError."""
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        for arg in args:
+            try:
+                return _check_leaf(value, arg)
+            except TypeError:
+                continue
+        raise TypeError(f"expected {_type_name(tp)}, got {type(value).__name__}")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise TypeError(f"expected {_type_name(tp)}, got {type(value).__name__}")
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return "null" if tp is type(None) else tp.__name__
+    return " or ".join(_type_name(a) for a in typing.get_args(tp))
+
+
+def _structure(cls: type[Any], data: Any, path: str, errors: list[str]) -> Any:
+    if not isinstance(data, Mapping):
+        errors.append(f"{path or 'settings'}: expected an object")
+        return cls()
+    attrs.resolve_types(cls)
+    kwargs: dict[str, Any] = {}
+    for field in attrs.fields(cls):
+        key = _camel(field.name)
+        if key not in data and field.name not in data:
+            continue
+        raw = data[key] if key in data else data[field.name]
+        where = f"{path}.{key}" if path else key
+        if attrs.has(field.type):
+            kwargs[field.name] = _structure(field.type, raw, where, errors)
+            continue
+        try:
+            value = _check_leaf(raw, field.type)
+            if field.validator is not None:
+                field.validator(None, field, value)
+        except (TypeError, ValueError) as e:
+            errors.append(f"{where}: {e}")
+            continue
+        kwargs[field.name] = value
+    return cls(**kwargs)
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _normalise(data: Any) -> Any:
+    """Key every mapping in camelCase, so the two spellings merge."""
+    if not isinstance(data, Mapping):
+        return data
+    return {_camel(str(k)): _normalise(v) for k, v in data.items()}
+
+
+def build(*layers: Any) -> tuple[Settings, list[str]]:
+    """Merge the layers (lowest precedence first) into Settings, and the errors.
+
+    ``None`` layers are skipped. Each error names the setting and what is wrong;
+    that setting keeps its default.
+    """
+    merged: dict[str, Any] = {}
+    errors: list[str] = []
+    for layer in layers:
+        if layer is None:
+            continue
+        if not isinstance(layer, Mapping):
+            errors.append("settings: expected an object")
+            continue
+        merged = _merge(merged, _normalise(layer))
+    settings = _structure(Settings, merged, "", errors)
+    return settings, errors

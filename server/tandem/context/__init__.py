@@ -1,0 +1,1 @@
+"""Context for the model: pure functions of (documents, position, budget)."""

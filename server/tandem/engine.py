@@ -1,0 +1,194 @@
+"""CompletionEngine: context -> cache -> backend -> post-processing. No LSP here.
+
+Requests for one document supersede each other: a new one cancels the older one
+(during its debounce sleep that costs nothing; during prompt evaluation or generation
+the backend aborts promptly), and the cancelled caller gets ``None``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import attrs
+
+from tandem.backends.base import Backend, GenerateRequest, GenerationStats
+from tandem.cache import CompletionCache
+from tandem.config import CompletionSettings
+from tandem.context.window import cursor_window
+from tandem.postprocess import finished, postprocess, reindent, split_indent
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Document:
+    """A snapshot of one open document."""
+
+    uri: str
+    text: str
+    language_id: str = ""
+    path: str | None = None
+    """Workspace-relative path, for models with file-level markers."""
+
+
+@attrs.frozen
+class Completion:
+    """A completion to insert at the cursor, and where it came from."""
+
+    text: str
+    source: Literal["model", "cache"]
+    raw: str = ""
+    """The model's output before post-processing."""
+    stats: GenerationStats | None = None
+    latency_ms: float = 0.0
+
+
+@attrs.define
+class EngineStats:
+    """Counters since start; shown by the status command."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    superseded: int = 0
+    generations_started: int = 0
+    generations_completed: int = 0
+    generations_cancelled: int = 0
+    generations_failed: int = 0
+    last: dict[str, Any] = attrs.field(factory=dict)
+    """Stats of the most recent generation."""
+
+
+class BackendMissing(Exception):
+    """No backend is ready; the message says why and what to do."""
+
+
+class CompletionEngine:
+    """Turns (document, cursor) into a completion."""
+
+    def __init__(self, backend: Backend | None = None) -> None:
+        self.backend = backend
+        self.backend_problem = "the model is not loaded yet"
+        self.cache = CompletionCache()
+        self.stats = EngineStats()
+        self._latest: dict[str, asyncio.Task[Any]] = {}
+
+    async def complete(
+        self, doc: Document, offset: int, settings: CompletionSettings
+    ) -> Completion | None:
+        """The completion at ``offset``; ``None`` when superseded by a newer request.
+
+        Raises ``BackendMissing`` when there is no backend and the backend's own
+        errors when it fails.
+        """
+        self.stats.requests += 1
+        started = time.perf_counter()
+        window = cursor_window(
+            doc.text, offset, settings.prefix_chars, settings.suffix_chars
+        )
+        cached = self.cache.lookup(doc.uri, doc.text[:offset], window.suffix)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            latency = (time.perf_counter() - started) * 1000
+            return Completion(cached, "cache", latency_ms=latency)
+
+        async def job() -> Completion:
+            await asyncio.sleep(settings.debounce_ms / 1000)
+            result = await self._generate(doc, window.prefix, window.suffix, settings)
+            self.cache.store(doc.uri, doc.text[:offset], window.suffix, result.text)
+            latency = (time.perf_counter() - started) * 1000
+            return attrs.evolve(result, latency_ms=latency)
+
+        return await self.supersede(doc.uri, job)
+
+    async def supersede(self, key: str, job: Callable[[], Awaitable[T]]) -> T | None:
+        """Run ``job`` as the only one for ``key``, cancelling the one before it."""
+        if (older := self._latest.get(key)) is not None and not older.done():
+            older.cancel()
+            self.stats.superseded += 1
+        task: asyncio.Task[T] = asyncio.ensure_future(job())
+        self._latest[key] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # our caller was cancelled ($/cancelRequest), not superseded
+            return None
+        finally:
+            if self._latest.get(key) is task:
+                del self._latest[key]
+
+    async def _generate(
+        self, doc: Document, prefix: str, suffix: str, settings: CompletionSettings
+    ) -> Completion:
+        backend = self.backend
+        if backend is None:
+            raise BackendMissing(self.backend_problem)
+        prompt_prefix, indent = split_indent(prefix)
+        req = GenerateRequest(
+            prompt=prompt_prefix,
+            suffix=suffix,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            path=doc.path,
+        )
+        stats = GenerationStats()
+        self.stats.generations_started += 1
+        chunks: list[str] = []
+        try:
+            async with contextlib.aclosing(backend.generate(req, stats)) as stream:
+                async for chunk in stream:
+                    chunks.append(chunk)
+                    partial = reindent("".join(chunks), indent)
+                    if finished(
+                        partial,
+                        prefix,
+                        suffix,
+                        doc.language_id,
+                        max_lines=settings.max_lines,
+                        multiline=settings.multiline,
+                    ):
+                        break  # aclosing stops the backend now, not at GC
+        except asyncio.CancelledError:
+            self.stats.generations_cancelled += 1
+            raise
+        except Exception:
+            self.stats.generations_failed += 1
+            raise
+        self.stats.generations_completed += 1
+        raw = reindent("".join(chunks), indent)
+        text = raw
+        if settings.postprocess:
+            text = postprocess(
+                raw,
+                prefix,
+                suffix,
+                doc.language_id,
+                max_lines=settings.max_lines,
+                multiline=settings.multiline,
+            )
+        self.stats.last = {"backend": backend.name, **attrs.asdict(stats)}
+        logger.debug("completion %r -> %r (%s)", raw, text, self.stats.last)
+        return Completion(text, "model", raw=raw, stats=stats)
+
+    def forget(self, uri: str) -> None:
+        """Drop cached completions and cancel work for a closed document."""
+        self.cache.forget(uri)
+        if (task := self._latest.pop(uri, None)) is not None:
+            task.cancel()
+
+    async def aclose(self) -> None:
+        """Cancel in-flight work and close the backend."""
+        for task in list(self._latest.values()):
+            task.cancel()
+        self._latest.clear()
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            await backend.aclose()

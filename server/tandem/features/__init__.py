@@ -1,0 +1,1 @@
+"""LSP features, each with ``register(server)``; only here and server.py use pygls."""

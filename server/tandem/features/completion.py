@@ -1,0 +1,130 @@
+"""Inline completions (LSP 3.18) and list completions for every other client."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.workspace import TextDocument
+
+from tandem.backends import BackendError
+from tandem.engine import BackendMissing, Completion, Document
+from tandem.server import TandemServer
+
+logger = logging.getLogger(__name__)
+
+_WORD_TAIL = re.compile(r"[\w$]*$")
+
+
+async def complete_at(
+    ls: TandemServer, uri: str, position: types.Position
+) -> tuple[TextDocument, Completion] | None:
+    """Run the engine at ``position``; None (and one message) when it cannot."""
+    settings = ls.settings.completion
+    if not settings.enabled:
+        return None
+    doc = ls.workspace.get_text_document(uri)
+    try:
+        offset = doc.offset_at_position(position)
+    except (IndexError, ValueError):
+        return None
+    if ls.model_state == "loading":
+        await ls.wait_for_backend()
+    snapshot = Document(uri, doc.source, doc.language_id or "", _rel_path(ls, doc))
+    try:
+        result = await ls.engine.complete(snapshot, offset, settings)
+    except BackendMissing as e:
+        ls.show_once(f"tandem: {e}")
+        return None
+    except BackendError as e:
+        logger.warning("completion failed", exc_info=True)
+        ls.show_once(f"tandem: {e}")
+        return None
+    if result is None or not result.text:
+        return None
+    return doc, result
+
+
+def _rel_path(ls: TandemServer, doc: TextDocument) -> str | None:
+    path = doc.path
+    root = ls.workspace.root_path
+    if not path:
+        return None
+    if root:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return Path(path).name
+
+
+def register_inline(server: TandemServer) -> None:
+    """Register inline completion (only for clients that declare it)."""
+
+    @server.feature(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions()
+    )
+    async def inline_completion(
+        ls: TandemServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList | None:
+        found = await complete_at(ls, params.text_document.uri, params.position)
+        if found is None:
+            return None
+        here = types.Range(start=params.position, end=params.position)
+        item = types.InlineCompletionItem(insert_text=found[1].text, range=here)
+        return types.InlineCompletionList(items=[item])
+
+
+def completion_item(
+    doc: TextDocument, position: types.Position, text: str, detail: str
+) -> types.CompletionItem:
+    """A list item whose edit inserts ``text`` at ``position``.
+
+    The edit starts at the word before the cursor so that clients, which filter
+    items against that word, keep showing it.
+    """
+    here = doc.position_codec.position_from_client_units(doc.lines, position)
+    before = (
+        doc.lines[here.line][: here.character] if here.line < len(doc.lines) else ""
+    )
+    word = _WORD_TAIL.search(before)
+    typed = word.group(0) if word else ""
+    start = types.Position(
+        line=position.line,
+        character=position.character - doc.position_codec.client_num_units(typed),
+    )
+    first_line = text.strip().split("\n", 1)[0]
+    label = typed + first_line if text[:1] not in (" ", "\t", "\n") else first_line
+    return types.CompletionItem(
+        label=label[:80] or text.strip()[:80],
+        kind=types.CompletionItemKind.Text,
+        detail=detail,
+        documentation=types.MarkupContent(
+            kind=types.MarkupKind.Markdown,
+            value=f"```{doc.language_id or ''}\n{typed}{text}\n```",
+        ),
+        filter_text=typed + text,
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(
+            range=types.Range(start=start, end=position), new_text=typed + text
+        ),
+        sort_text="0",
+        preselect=True,
+    )
+
+
+def register(server: TandemServer) -> None:
+    """Register list completion (every client)."""
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
+    async def completion(
+        ls: TandemServer, params: types.CompletionParams
+    ) -> types.CompletionList | None:
+        found = await complete_at(ls, params.text_document.uri, params.position)
+        if found is None:
+            return None
+        doc, result = found
+        item = completion_item(doc, params.position, result.text, "tandem")
+        return types.CompletionList(is_incomplete=True, items=[item])

@@ -1,0 +1,260 @@
+"""Clean up a raw model completion before it is shown.
+
+Pure functions of (completion, text before the cursor, text after it). The rules:
+
+- Mid-line (the rest of the line holds code): one line at most.
+- Otherwise stop at the end of the current block: the first line that dedents below
+  the cursor's indentation, a closing bracket that closes a block opened before the
+  cursor (when the text after the cursor already closes it), or, at top level, the
+  next definition after a blank line.
+- Never repeat what already follows the cursor (the rest of the line, or the next
+  lines).
+- Brackets balanced: an opener the completion leaves open must be closed by the
+  rest of the line, or the completion is cut back to where it was balanced.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+OPENERS = {"(": ")", "[": "]", "{": "}"}
+CLOSERS = {v: k for k, v in OPENERS.items()}
+
+_HASH_COMMENT_LANGS = frozenset(
+    {"python", "ruby", "shellscript", "bash", "sh", "perl", "r", "yaml", "toml"}
+)
+
+
+@attrs.frozen
+class Scan:
+    """Bracket state after scanning some text."""
+
+    stack: tuple[str, ...]
+    """Openers not yet closed, innermost last."""
+    extra_closers: int
+    """Closers that had no opener in the scanned text."""
+
+
+def scan(text: str, language: str = "") -> Scan:
+    """Track brackets outside strings and line comments (a light lexer)."""
+    stack: list[str] = []
+    extra = 0
+    quote: str | None = None
+    i = 0
+    hash_comments = language in _HASH_COMMENT_LANGS
+    while i < len(text):
+        ch = text[i]
+        if quote is not None:
+            if ch == "\\":
+                i += 2
+                continue
+            if text.startswith(quote, i):
+                i += len(quote)
+                quote = None
+                continue
+            if ch == "\n" and len(quote) == 1 and quote != "`":
+                quote = None  # unterminated single-line string: recover
+            i += 1
+            continue
+        if ch in "\"'`":
+            triple = text[i : i + 3]
+            quote = triple if triple in ('"""', "'''") else ch
+            i += len(quote)
+            continue
+        if (ch == "#" and hash_comments) or text.startswith("//", i):
+            nl = text.find("\n", i)
+            i = len(text) if nl < 0 else nl
+            continue
+        if ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS:
+            if stack and stack[-1] == CLOSERS[ch]:
+                stack.pop()
+            else:
+                extra += 1
+        i += 1
+    return Scan(tuple(stack), extra)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _trim_block(
+    completion: str, line_prefix: str, suffix: str, language: str
+) -> tuple[str, bool]:
+    """Cut a multi-line completion at the end of the block being written.
+
+    Returns the kept text and whether a line was cut off.
+    """
+    lines = completion.split("\n")
+    base = len(line_prefix) if not line_prefix.strip() else _indent(line_prefix)
+    at_top_level = base == 0 and not line_prefix.strip()
+    next_code = next((ln.strip() for ln in suffix.split("\n") if ln.strip()), "")
+    depth = len(scan(line_prefix + lines[0], language).stack)
+    kept = [lines[0]]
+    seen_blank = False
+    for line in lines[1:]:
+        stripped = line.strip()
+        if not stripped:
+            seen_blank = True
+            kept.append(line)
+            continue
+        indent = _indent(line)
+        if indent < base and depth == 0:
+            break  # dedent: the block at the cursor is over
+        if stripped[0] in CLOSERS and depth == 0:
+            # Closes a block opened before the cursor: keep it only if the text
+            # after the cursor does not close it already.
+            if not next_code.startswith(stripped[0]):
+                kept.append(line)
+            break
+        if at_top_level and seen_blank and indent == 0 and "".join(kept).strip():
+            break  # the next top-level definition
+        kept.append(line)
+        state = scan(line, language)
+        depth = max(0, depth + len(state.stack) - state.extra_closers)
+    return "\n".join(kept), len(kept) < len(lines)
+
+
+def _drop_suffix_overlap(completion: str, suffix: str, language: str) -> str:
+    """Remove the tail of the completion that the text after the cursor repeats."""
+    line_suffix = suffix.split("\n", 1)[0]
+    if "\n" not in completion and line_suffix:
+        before = scan(completion, language).stack
+        for k in range(min(len(completion), len(line_suffix)), 0, -1):
+            if completion.endswith(line_suffix[:k]):
+                trimmed = completion[:-k]
+                if scan(trimmed, language).stack == before:
+                    return trimmed
+        return completion
+    comp_lines = completion.rstrip().split("\n")
+    next_lines = [ln.strip() for ln in suffix.split("\n") if ln.strip()]
+    for n in range(min(len(comp_lines) - 1, len(next_lines)), 0, -1):
+        tail = [ln.strip() for ln in comp_lines[-n:]]
+        if tail == next_lines[:n]:
+            return "\n".join(comp_lines[:-n])
+    return completion
+
+
+def _balance(completion: str, line_suffix: str, language: str) -> str:
+    """Cut back a completion that leaves brackets open which nothing closes."""
+    stack = scan(completion, language).stack
+    if not stack:
+        return completion
+    closers_after = [c for c in line_suffix if c in CLOSERS]
+    needed = [OPENERS[o] for o in reversed(stack)]
+    if closers_after[: len(needed)] == needed:
+        return completion  # the rest of the line closes them
+    # Keep the longest prefix that is balanced, preferring whole lines.
+    best_line = ""
+    for end in range(len(completion), 0, -1):
+        if completion[end - 1] == "\n" or end == len(completion):
+            head = completion[:end]
+            if not scan(head, language).stack:
+                best_line = head
+                break
+    if best_line.strip():
+        return best_line
+    if "\n" in completion:
+        return ""
+    for end in range(len(completion) - 1, 0, -1):
+        head = completion[:end]
+        if not scan(head, language).stack:
+            return head.rstrip()
+    return ""
+
+
+def split_indent(prefix: str) -> tuple[str, str]:
+    """Split the whitespace-only tail of the cursor line off the prompt prefix.
+
+    FIM models given a prefix that ends in indentation tend to indent again; the
+    prompt ends at the line start instead and :func:`reindent` maps the answer back.
+    """
+    line_prefix = prefix.rsplit("\n", 1)[-1]
+    if line_prefix and not line_prefix.strip():
+        return prefix[: len(prefix) - len(line_prefix)], line_prefix
+    return prefix, ""
+
+
+def reindent(raw: str, indent: str) -> str:
+    """Map a completion made for the line start back to the cursor after ``indent``."""
+    if not indent:
+        return raw
+    if raw.startswith(indent):
+        return raw[len(indent) :]
+    first, sep, rest = raw.partition("\n")
+    return first.lstrip(" \t") + sep + rest
+
+
+def single_line(suffix: str, multiline: bool = True) -> bool:
+    """One line only: mid-line (code after the cursor), or multi-line is off."""
+    return not multiline or bool(suffix.split("\n", 1)[0].strip())
+
+
+def _shape(
+    completion: str,
+    line_prefix: str,
+    suffix: str,
+    language: str,
+    max_lines: int,
+    multiline: bool,
+) -> tuple[str, bool]:
+    """Apply the single-line or block rule and the line limit; say if it cut."""
+    if single_line(suffix, multiline):
+        first, sep, _ = completion.partition("\n")
+        return first, bool(sep)
+    if not line_prefix.strip() and completion.startswith("\n"):
+        # The model ended the (empty) current line first: start on it.
+        completion = completion.lstrip("\n")
+        if completion.startswith(line_prefix):
+            completion = completion[len(line_prefix) :]
+        else:
+            completion = completion.lstrip(" \t")
+    completion, cut = _trim_block(completion, line_prefix, suffix, language)
+    lines = completion.split("\n")
+    return "\n".join(lines[:max_lines]), cut or len(lines) >= max_lines
+
+
+def finished(
+    partial: str,
+    prefix: str,
+    suffix: str,
+    language: str = "",
+    *,
+    max_lines: int = 16,
+    multiline: bool = True,
+) -> bool:
+    """Whether more output can no longer change what :func:`postprocess` shows."""
+    if single_line(suffix, multiline):
+        return "\n" in partial
+    complete, sep, _ = partial.rpartition("\n")
+    if not sep or not complete.strip():
+        return False
+    line_prefix = prefix.rsplit("\n", 1)[-1]
+    return _shape(complete, line_prefix, suffix, language, max_lines, multiline)[1]
+
+
+def postprocess(
+    completion: str,
+    prefix: str,
+    suffix: str,
+    language: str = "",
+    *,
+    max_lines: int = 16,
+    multiline: bool = True,
+) -> str:
+    """Return the completion as it should be shown (possibly empty)."""
+    if not completion.strip():
+        return ""
+    line_prefix = prefix.rsplit("\n", 1)[-1]
+    line_suffix = suffix.split("\n", 1)[0]
+    completion, _ = _shape(
+        completion, line_prefix, suffix, language, max_lines, multiline
+    )
+    completion = completion.rstrip()
+    completion = _drop_suffix_overlap(completion, suffix, language)
+    completion = _balance(completion, line_suffix, language).rstrip()
+    if not completion.strip() or suffix.startswith(completion):
+        return ""
+    return completion

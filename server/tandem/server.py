@@ -1,0 +1,249 @@
+"""TandemServer: the pygls server that owns settings, the engine and the backend."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import attrs
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from tandem import __version__, models
+from tandem.backends import BackendError, backend_class
+from tandem.backends.llama_cpp import LlamaCppBackend, LlamaCppOptions
+from tandem.config import Settings, build
+from tandem.engine import CompletionEngine
+
+logger = logging.getLogger(__name__)
+
+STATUS_NOTIFICATION = "$/tandem/status"
+
+
+class TandemServer(LanguageServer):
+    """The tandem-ls language server."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(
+            name="tandem-ls",
+            version=__version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
+        self.settings = settings or Settings()
+        self.initialization_options: Any = None
+        self.engine = CompletionEngine()
+        self.model_state = "not loaded"
+        """One of: not loaded, downloading, loading, ready, unavailable."""
+        self.model_message = ""
+        self._backend_config: tuple[Any, ...] | None = None
+        self._backend_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._shown: set[str] = set()
+
+    # -- background work -----------------------------------------------------
+
+    def run_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background, keeping a reference and logging errors."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finish_task)
+        return task
+
+    def _finish_task(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("background task failed", exc_info=exc)
+
+    # -- messages --------------------------------------------------------------
+
+    def show_once(
+        self, message: str, kind: types.MessageType = types.MessageType.Warning
+    ) -> None:
+        """``window/showMessage``, once per distinct message per session."""
+        if message in self._shown:
+            return
+        self._shown.add(message)
+        logger.warning("%s", message)
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Log errors; don't pop up a message for each failed notification."""
+        logger.error(
+            "server error (%s): %s", getattr(source, "__name__", source), error
+        )
+
+    @contextlib.asynccontextmanager
+    async def work_done(
+        self, title: str
+    ) -> AsyncIterator[Callable[[str, int | None], None]]:
+        """A ``$/progress`` work-done report, if the client supports it."""
+        caps = self.client_capabilities.window
+        if caps is None or not caps.work_done_progress:
+            yield lambda message, percentage: None
+            return
+        token = str(uuid.uuid4())
+        try:
+            await self.work_done_progress.create_async(token)
+        except Exception:  # the client refused: carry on without progress
+            logger.debug("work done progress refused", exc_info=True)
+            yield lambda message, percentage: None
+            return
+
+        def report(message: str, percentage: int | None = None) -> None:
+            self.work_done_progress.report(
+                token,
+                types.WorkDoneProgressReport(message=message, percentage=percentage),
+            )
+
+        self.work_done_progress.begin(
+            token, types.WorkDoneProgressBegin(title=title, cancellable=False)
+        )
+        try:
+            yield report
+        finally:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd())
+
+    # -- settings and the backend -----------------------------------------------
+
+    async def apply_settings(self, *layers: Any) -> None:
+        """Rebuild settings from the layers; restart the backend if its part changed."""
+        settings, errors = build(self.initialization_options, *layers)
+        if errors:
+            self.show_once(
+                "tandem: invalid settings, using defaults for: " + "; ".join(errors)
+            )
+        old = self.settings
+        self.settings = settings
+        if settings.completion != old.completion:
+            self.engine.cache.clear()
+        config = (settings.backend, settings.offline, settings.local)
+        if config != self._backend_config:
+            self._backend_config = config
+            self.engine.cache.clear()
+            self.start_backend()
+
+    def start_backend(self) -> None:
+        """(Re)start the backend in the background; requests wait for it."""
+        if self._backend_task is not None:
+            self._backend_task.cancel()
+        self._backend_task = self.run_task(self._start_backend(self.settings))
+
+    async def wait_for_backend(self) -> None:
+        """Wait until the backend start that is under way has finished."""
+        task = self._backend_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+
+    async def _start_backend(self, settings: Settings) -> None:
+        old, self.engine.backend = self.engine.backend, None
+        if old is not None:
+            await old.aclose()
+        if settings.backend != "llama_cpp":
+            self.engine.backend = backend_class(settings.backend)()
+            self._set_state("ready", f"{settings.backend} backend")
+            return
+        resolution = await asyncio.to_thread(
+            models.resolve, settings.local, offline=settings.offline
+        )
+        path = resolution.path
+        if resolution.needs_download:
+            path = await self._download(settings)
+        if path is None:
+            return self._unavailable(resolution.message)
+        backend = LlamaCppBackend(
+            LlamaCppOptions(
+                model_path=str(path),
+                n_gpu_layers=settings.local.n_gpu_layers,
+                n_threads=settings.local.n_threads,
+                n_ctx=settings.local.n_ctx,
+                fim_format=settings.local.fim_format,
+            )
+        )
+        self._set_state("loading", path.name)
+        try:
+            async with self.work_done(f"tandem: loading {path.name}") as report:
+                report("loading model", None)
+                await backend.load()
+        except BackendError as e:
+            await backend.aclose()
+            return self._unavailable(str(e))
+        self.engine.backend = backend
+        self._set_state("ready", path.name)
+
+    async def _download(self, settings: Settings) -> Any:
+        self._set_state("downloading", settings.local.model_file)
+        loop = asyncio.get_running_loop()
+        async with self.work_done(
+            f"tandem: downloading {settings.local.model_file}"
+        ) as report:
+
+            def on_bytes(done: int, total: int | None) -> None:
+                pct = int(done * 100 / total) if total else None
+                msg = f"{done / 1e6:.0f} MB" + (
+                    f" of {total / 1e6:.0f} MB" if total else ""
+                )
+                loop.call_soon_threadsafe(report, msg, pct)
+
+            try:
+                return await asyncio.to_thread(
+                    models.download, settings.local, on_bytes
+                )
+            except Exception as e:  # network down, hub unreachable, disk full
+                logger.warning("model download failed", exc_info=True)
+                self._unavailable(
+                    f"Could not download {settings.local.model_file} from "
+                    f"{settings.local.model_repo} ({type(e).__name__}). Set "
+                    "tandem.local.modelPath (or TANDEM_MODEL) to a local .gguf file."
+                )
+                return None
+
+    def _unavailable(self, message: str) -> None:
+        self.engine.backend_problem = message
+        self._set_state("unavailable", message)
+        self.show_once(f"tandem: {message}")
+
+    def _set_state(self, state: str, message: str) -> None:
+        self.model_state = state
+        self.model_message = message
+        logger.info("model %s: %s", state, message)
+        self.protocol.notify(STATUS_NOTIFICATION, self.status())
+
+    def status(self) -> dict[str, Any]:
+        """The state clients show: backend, model, offline, counters."""
+        backend = self.engine.backend
+        info = getattr(backend, "info", None)
+        return {
+            "version": __version__,
+            "backend": self.settings.backend,
+            "offline": self.settings.offline,
+            "model": {
+                "state": self.model_state,
+                "message": self.model_message,
+                **(attrs.asdict(info) if info is not None else {}),
+            },
+            "stats": attrs.asdict(self.engine.stats),
+            "cache": {
+                "hits": self.engine.cache.hits,
+                "misses": self.engine.cache.misses,
+            },
+        }
+
+    async def aclose(self) -> None:
+        """Stop background work and free the model."""
+        if self._backend_task is not None:
+            self._backend_task.cancel()
+        await self.engine.aclose()
+
+
+def create_server(settings: Settings | None = None) -> TandemServer:
+    """A new server with every feature registered (order matters)."""
+    from tandem.features import commands, completion, documents, lifecycle
+
+    server = TandemServer(settings)
+    for feature in (lifecycle, documents, completion, commands):
+        feature.register(server)
+    return server
