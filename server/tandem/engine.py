@@ -20,7 +20,7 @@ from tandem.backends.base import Backend, GenerateRequest, GenerationStats
 from tandem.cache import CompletionCache
 from tandem.config import CompletionSettings
 from tandem.context.window import cursor_window
-from tandem.postprocess import finished, postprocess, reindent, split_indent
+from tandem.postprocess import finished, fix_indent, postprocess
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +131,9 @@ class CompletionEngine:
         backend = self.backend
         if backend is None:
             raise BackendMissing(self.backend_problem)
-        prompt_prefix, indent = split_indent(prefix)
+        line_prefix = prefix.rsplit("\n", 1)[-1]
         req = GenerateRequest(
-            prompt=prompt_prefix,
+            prompt=prefix,
             suffix=suffix,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
@@ -146,7 +146,7 @@ class CompletionEngine:
             async with contextlib.aclosing(backend.generate(req, stats)) as stream:
                 async for chunk in stream:
                     chunks.append(chunk)
-                    partial = reindent("".join(chunks), indent)
+                    partial = fix_indent("".join(chunks), line_prefix)
                     if finished(
                         partial,
                         prefix,
@@ -163,7 +163,7 @@ class CompletionEngine:
             self.stats.generations_failed += 1
             raise
         self.stats.generations_completed += 1
-        raw = reindent("".join(chunks), indent)
+        raw = fix_indent("".join(chunks), line_prefix)
         text = raw
         if settings.postprocess:
             text = postprocess(

@@ -165,26 +165,25 @@ def _balance(completion: str, line_suffix: str, language: str) -> str:
     return ""
 
 
-def split_indent(prefix: str) -> tuple[str, str]:
-    """Split the whitespace-only tail of the cursor line off the prompt prefix.
+def fix_indent(raw: str, line_prefix: str) -> str:
+    """Undo the indentation a model repeats after a cursor that ends indentation.
 
-    FIM models given a prefix that ends in indentation tend to indent again; the
-    prompt ends at the line start instead and :func:`reindent` maps the answer back.
+    With the cursor after whitespace only, FIM models often emit the indentation
+    again (the prompt's whitespace token does not end where training text would).
+    The extra indentation of the first line is removed from every line.
     """
-    line_prefix = prefix.rsplit("\n", 1)[-1]
-    if line_prefix and not line_prefix.strip():
-        return prefix[: len(prefix) - len(line_prefix)], line_prefix
-    return prefix, ""
-
-
-def reindent(raw: str, indent: str) -> str:
-    """Map a completion made for the line start back to the cursor after ``indent``."""
-    if not indent:
+    if not line_prefix or line_prefix.strip():
         return raw
-    if raw.startswith(indent):
-        return raw[len(indent) :]
     first, sep, rest = raw.partition("\n")
-    return first.lstrip(" \t") + sep + rest
+    extra = len(first) - len(first.lstrip(" \t"))
+    if not extra:
+        return raw
+    lines = rest.split("\n") if sep else []
+    fixed = [first[extra:]]
+    for line in lines:
+        surplus = _indent(line) - len(line_prefix)
+        fixed.append(line[min(extra, surplus) :] if surplus > 0 else line)
+    return "\n".join(fixed)
 
 
 def single_line(suffix: str, multiline: bool = True) -> bool:

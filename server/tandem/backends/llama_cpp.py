@@ -67,6 +67,33 @@ class ModelInfo:
     load_ms: float
 
 
+_llama_logger = logging.getLogger("tandem.llama_cpp")
+
+
+def _route_llama_log() -> None:
+    """Send llama.cpp's own log lines to our logger at debug level, not stderr.
+
+    Its failures reach us as exceptions; its "errors" include routine KV-cache
+    notices that must not alarm users.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def callback(level: int, text: bytes, _data: ctypes.c_void_p) -> None:
+        message = text.decode("utf-8", errors="replace").rstrip()
+        if message:
+            _llama_logger.debug("llama.cpp[%d]: %s", level, message)
+
+    global _log_callback
+    _log_callback = callback  # ctypes callbacks must outlive their registration
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+_log_callback: Any = None
+
+
 def default_threads() -> int:
     """Threads for llama.cpp: the CPUs this process may use, at most 16."""
     try:
@@ -159,6 +186,7 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError, OSError) as e:
             raise BackendConfigError(f"llama.cpp could not load {path}: {e}") from e
         load_ms = (time.perf_counter() - started) * 1000
+        _route_llama_log()
         self._llm = llm
         self._install_abort_callback(llm)
         meta = llm.metadata
@@ -331,6 +359,7 @@ class LlamaCppBackend:
                 if stop.is_set() or token in self._stop_ids or is_eog(vocab, token):
                     break
                 generated.append(token)
+                stats.generated_tokens = len(generated)
                 text = llm.detokenize(generated).decode("utf-8", errors="replace")
                 if not text.endswith("\ufffd"):
                     text, hit_stop = _cut_at_stop(text, req.stop)
