@@ -95,6 +95,10 @@ class Settings:
     completion: CompletionSettings = CompletionSettings()
 
 
+CLIENT_KEYS = frozenset({"client", "server", "trace"})
+"""Top-level keys that belong to the editor clients (launch and trace settings)."""
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(w.title() for w in rest)
@@ -135,8 +139,16 @@ def _structure(cls: type[Any], data: Any, path: str, errors: list[str]) -> Any:
         errors.append(f"{path or 'settings'}: expected an object")
         return cls()
     attrs.resolve_types(cls)
+    fields = attrs.fields(cls)
+    known = {_camel(f.name) for f in fields} | {f.name for f in fields}
+    if not path:
+        known |= CLIENT_KEYS
+    for key in data:
+        if key not in known:
+            where = f"{path}.{key}" if path else str(key)
+            errors.append(f"{where}: unknown setting")
     kwargs: dict[str, Any] = {}
-    for field in attrs.fields(cls):
+    for field in fields:
         key = _camel(field.name)
         if key not in data and field.name not in data:
             continue

@@ -147,7 +147,7 @@ class CompletionEngine:
                 async for chunk in stream:
                     chunks.append(chunk)
                     partial = fix_indent("".join(chunks), line_prefix)
-                    if finished(
+                    if settings.postprocess and finished(
                         partial,
                         prefix,
                         suffix,

@@ -117,15 +117,26 @@ def _trim_block(
     return "\n".join(kept), len(kept) < len(lines)
 
 
-def _drop_suffix_overlap(completion: str, suffix: str, language: str) -> str:
+def _drop_suffix_overlap(
+    completion: str, line_prefix: str, suffix: str, language: str
+) -> str:
     """Remove the tail of the completion that the text after the cursor repeats."""
     line_suffix = suffix.split("\n", 1)[0]
     if "\n" not in completion and line_suffix:
-        before = scan(completion, language).stack
+
+        def cost(middle: str) -> int:
+            state = scan(line_prefix + middle + line_suffix, language)
+            return len(state.stack) + state.extra_closers
+
+        whole = len(line_suffix.rstrip())
         for k in range(min(len(completion), len(line_suffix)), 0, -1):
             if completion.endswith(line_suffix[:k]):
                 trimmed = completion[:-k]
-                if scan(trimmed, language).stack == before:
+                # Trim a repeated closer (it unbalances the line) or a repeat of
+                # the whole rest of the line; never a coincidental overlap.
+                if cost(trimmed) < cost(completion) or (
+                    k >= whole and cost(trimmed) <= cost(completion)
+                ):
                     return trimmed
         return completion
     comp_lines = completion.rstrip().split("\n")
@@ -212,7 +223,7 @@ def _shape(
             completion = completion.lstrip(" \t")
     completion, cut = _trim_block(completion, line_prefix, suffix, language)
     lines = completion.split("\n")
-    return "\n".join(lines[:max_lines]), cut or len(lines) >= max_lines
+    return "\n".join(lines[:max_lines]), cut or len(lines) > max_lines
 
 
 def finished(
@@ -227,11 +238,16 @@ def finished(
     """Whether more output can no longer change what :func:`postprocess` shows."""
     if single_line(suffix, multiline):
         return "\n" in partial
-    complete, sep, _ = partial.rpartition("\n")
-    if not sep or not complete.strip():
+    head, sep, last = partial.rpartition("\n")
+    if not sep:
+        return False
+    # A partial last line counts once it shows its indentation and first char.
+    text = partial if last.strip() else head
+    if not text.strip():
         return False
     line_prefix = prefix.rsplit("\n", 1)[-1]
-    return _shape(complete, line_prefix, suffix, language, max_lines, multiline)[1]
+    shaped, cut = _shape(text, line_prefix, suffix, language, max_lines, multiline)
+    return cut or (text is head and shaped.count("\n") + 1 >= max_lines)
 
 
 def postprocess(
@@ -252,7 +268,7 @@ def postprocess(
         completion, line_prefix, suffix, language, max_lines, multiline
     )
     completion = completion.rstrip()
-    completion = _drop_suffix_overlap(completion, suffix, language)
+    completion = _drop_suffix_overlap(completion, line_prefix, suffix, language)
     completion = _balance(completion, line_suffix, language).rstrip()
     if not completion.strip() or suffix.startswith(completion):
         return ""

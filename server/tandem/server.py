@@ -22,6 +22,7 @@ from tandem.engine import CompletionEngine
 logger = logging.getLogger(__name__)
 
 STATUS_NOTIFICATION = "$/tandem/status"
+SETTINGS_WAIT_S = 10.0
 
 
 class TandemServer(LanguageServer):
@@ -43,6 +44,8 @@ class TandemServer(LanguageServer):
         self._backend_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._shown: set[str] = set()
+        self.settings_applied = asyncio.Event()
+        """Set once the settings from the client have been applied."""
 
     # -- background work -----------------------------------------------------
 
@@ -118,6 +121,7 @@ class TandemServer(LanguageServer):
             )
         old = self.settings
         self.settings = settings
+        self.settings_applied.set()
         if settings.completion != old.completion:
             self.engine.cache.clear()
         config = (settings.backend, settings.offline, settings.local)
@@ -133,10 +137,19 @@ class TandemServer(LanguageServer):
         self._backend_task = self.run_task(self._start_backend(self.settings))
 
     async def wait_for_backend(self) -> None:
-        """Wait until the backend start that is under way has finished."""
+        """Wait for the client's settings and a model load under way.
+
+        A download is not waited for: it takes minutes, and progress shows it.
+        """
+        if not self.settings_applied.is_set():
+            # A client that never sends `initialized` still gets completions.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.settings_applied.wait(), SETTINGS_WAIT_S)
+        if self.model_state == "downloading":
+            return
         task = self._backend_task
         if task is not None and not task.done():
-            await asyncio.shield(task)
+            await asyncio.wait({task})  # not shield: a restart cancels the task
 
     async def _start_backend(self, settings: Settings) -> None:
         old, self.engine.backend = self.engine.backend, None
@@ -216,6 +229,7 @@ class TandemServer(LanguageServer):
         """The state clients show: backend, model, offline, counters."""
         backend = self.engine.backend
         info = getattr(backend, "info", None)
+        counters = getattr(backend, "counters", None)
         return {
             "version": __version__,
             "backend": self.settings.backend,
@@ -226,6 +240,8 @@ class TandemServer(LanguageServer):
                 **(attrs.asdict(info) if info is not None else {}),
             },
             "stats": attrs.asdict(self.engine.stats),
+            "backendCounters": attrs.asdict(counters) if counters else {},
+            "settings": attrs.asdict(self.settings),
             "cache": {
                 "hits": self.engine.cache.hits,
                 "misses": self.engine.cache.misses,

@@ -126,6 +126,21 @@ def check_gguf(path: Path) -> None:
         raise BackendConfigError(f"{path} is not a GGUF model file")
 
 
+@attrs.define
+class LlamaCppCounters:
+    """What the worker did, since load; the status command shows them."""
+
+    runs: int = 0
+    prompt_aborts: int = 0
+    """Requests stopped by the abort callback while the prompt was evaluated."""
+    generation_stops: int = 0
+    """Requests stopped between tokens (cancelled, or the engine had enough)."""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens found in the KV cache and not evaluated again."""
+    generated_tokens: int = 0
+
+
 class LlamaCppBackend:
     """Generate with a GGUF model loaded in this process."""
 
@@ -134,6 +149,7 @@ class LlamaCppBackend:
     def __init__(self, options: LlamaCppOptions) -> None:
         self.options = options
         self.info: ModelInfo | None = None
+        self.counters = LlamaCppCounters()
         self._llm: Llama | None = None
         self._fim: fim.FimFormat | None = None
         self._special_ids: dict[str, int] = {}
@@ -337,6 +353,9 @@ class LlamaCppBackend:
         assert llm is not None
         vocab = llm._model.vocab
         self._abort_flag = stop
+        counters = self.counters
+        counters.runs += 1
+        first_token_at: float | None = None
         try:
             tokens = self.prompt_tokens(req)
             cached = 0
@@ -346,8 +365,9 @@ class LlamaCppBackend:
                 cached += 1
             stats.prompt_tokens = len(tokens)
             stats.cached_tokens = min(cached, len(tokens) - 1)
+            counters.prompt_tokens += stats.prompt_tokens
+            counters.cached_tokens += stats.cached_tokens
             started = time.perf_counter()
-            first_token_at: float | None = None
             generated: list[int] = []
             emitted = ""
             for token in llm.generate(
@@ -356,7 +376,10 @@ class LlamaCppBackend:
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                     stats.prompt_ms = (first_token_at - started) * 1000
-                if stop.is_set() or token in self._stop_ids or is_eog(vocab, token):
+                if stop.is_set():
+                    counters.generation_stops += 1
+                    break
+                if token in self._stop_ids or is_eog(vocab, token):
                     break
                 generated.append(token)
                 stats.generated_tokens = len(generated)
@@ -370,12 +393,16 @@ class LlamaCppBackend:
                         break
                 if len(generated) >= req.max_tokens:
                     break
-            stats.generated_tokens = len(generated)
+            counters.generated_tokens += len(generated)
             if first_token_at is not None:
                 stats.generation_ms = (time.perf_counter() - first_token_at) * 1000
             emit(_DONE)
         except RuntimeError as e:
             if stop.is_set():  # llama_decode aborted by our callback
+                if first_token_at is None:
+                    counters.prompt_aborts += 1
+                else:
+                    counters.generation_stops += 1
                 emit(_DONE)
             else:
                 emit(BackendError(f"llama.cpp failed: {e}"))

@@ -30,8 +30,7 @@ async def complete_at(
         offset = doc.offset_at_position(position)
     except (IndexError, ValueError):
         return None
-    if ls.model_state == "loading":
-        await ls.wait_for_backend()
+    await ls.wait_for_backend()
     snapshot = Document(uri, doc.source, doc.language_id or "", _rel_path(ls, doc))
     try:
         result = await ls.engine.complete(snapshot, offset, settings)
