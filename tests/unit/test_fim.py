@@ -36,10 +36,8 @@ VOCABS = {
     },
     "codellama": {"<PRE>", "<SUF>", "<MID>", "<EOT>"},
     "deepseek-coder": {
-        "<｜fim▁begin｜>",
-        "<｜fim▁hole｜>",
-        "<｜fim▁end｜>",
-        "<|EOT|>",  # noqa: RUF001
+        *fim.DEEPSEEK.special_tokens,
+        "<|EOT|>",
     },
     # SmolLM2 reuses StarCoder's tokenizer but was never trained for FIM.
     "smollm2": {"<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<|im_end|>"},

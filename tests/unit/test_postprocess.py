@@ -21,8 +21,8 @@ AFTER_FUNC = "\n\nprint(is_palindrome('abba'))\n"
             id="stops-at-dedent",
         ),
         pytest.param(
-            "for f in files:\n        if f.endswith('.py'):\n            out.append(f)\n"
-            "    return out\n",
+            "for f in files:\n        if f.endswith('.py'):\n"
+            "            out.append(f)\n    return out\n",
             "def py(files):\n    out = []\n    ",
             "\n    return out\n",
             "for f in files:\n        if f.endswith('.py'):\n            out.append(f)",
