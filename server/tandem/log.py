@@ -5,6 +5,8 @@ stdout is the protocol channel: nothing here writes to it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -16,7 +18,11 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def setup(verbosity: int = 0, log_file: str | None = None) -> None:
-    """Log to ``log_file`` or stderr; ``-v`` is INFO, ``-vv`` DEBUG (prompts too)."""
+    """Log to ``log_file`` or stderr.
+
+    ``-v``: INFO; ``-vv``: DEBUG for tandem (completions, stats); ``-vvv``: DEBUG
+    for the pygls protocol traffic too.
+    """
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
     handler: logging.Handler = (
         logging.FileHandler(log_file, encoding="utf-8")
@@ -28,8 +34,9 @@ def setup(verbosity: int = 0, log_file: str | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("tandem").setLevel(level)
-    if level > logging.DEBUG:
+    if verbosity < 3:
         logging.getLogger("pygls").setLevel(logging.WARNING)
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
 
 
 class LspLogHandler(logging.Handler):
@@ -56,8 +63,20 @@ class LspLogHandler(logging.Handler):
         )
         try:
             message = self.format(record)
-            self.server.window_log_message(
-                types.LogMessageParams(type=kind, message=message)
-            )
-        except Exception:  # no transport yet, or it is closing
+        except Exception:
             self.handleError(record)
+            return
+        params = types.LogMessageParams(type=kind, message=message)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread: transports are not thread-safe
+            loop = self.server.loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._send, params)
+            return
+        self._send(params)
+
+    def _send(self, params: object) -> None:
+        # No transport yet, or it is closing: the stderr/file handler has it.
+        with contextlib.suppress(Exception):
+            self.server.window_log_message(params)  # type: ignore[arg-type]

@@ -44,6 +44,8 @@ class TandemServer(LanguageServer):
         self._backend_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._shown: set[str] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The server's event loop, for work that reports back from threads."""
         self.settings_applied = asyncio.Event()
         """Set once the settings from the client have been applied."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import io
 import logging
 import os
 import threading
@@ -189,20 +191,29 @@ class LlamaCppBackend:
         n_gpu, supported = gpu_layers(self.options.n_gpu_layers)
         threads = self.options.n_threads or default_threads()
         started = time.perf_counter()
+        _route_llama_log()
+        chatter = io.StringIO()
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self.options.n_ctx,
-                n_batch=self.options.n_batch,
-                n_gpu_layers=n_gpu,
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
-            )
+            # verbose=False would make llama-cpp-python dup2() fds 1 and 2 to
+            # /dev/null while it loads: process-wide, so LSP messages the event
+            # loop writes to stdout meanwhile are lost. Stay verbose and catch
+            # its Python-level prints instead (llama.cpp's own log is routed).
+            with contextlib.redirect_stderr(chatter):
+                llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.options.n_ctx,
+                    n_batch=self.options.n_batch,
+                    n_gpu_layers=n_gpu,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    verbose=True,
+                )
         except (ValueError, RuntimeError, OSError) as e:
             raise BackendConfigError(f"llama.cpp could not load {path}: {e}") from e
+        finally:
+            logger.debug("llama-cpp-python: %s", chatter.getvalue().strip())
+        llm.verbose = False  # no per-request prints from here on
         load_ms = (time.perf_counter() - started) * 1000
-        _route_llama_log()
         self._llm = llm
         self._install_abort_callback(llm)
         meta = llm.metadata
@@ -378,6 +389,7 @@ class LlamaCppBackend:
                     stats.prompt_ms = (first_token_at - started) * 1000
                 if stop.is_set():
                     counters.generation_stops += 1
+                    logger.debug("generation stopped after %d tokens", len(generated))
                     break
                 if token in self._stop_ids or is_eog(vocab, token):
                     break
@@ -401,6 +413,7 @@ class LlamaCppBackend:
             if stop.is_set():  # llama_decode aborted by our callback
                 if first_token_at is None:
                     counters.prompt_aborts += 1
+                    logger.debug("prompt evaluation aborted")
                 else:
                     counters.generation_stops += 1
                 emit(_DONE)

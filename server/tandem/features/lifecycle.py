@@ -39,6 +39,7 @@ def register(server: TandemServer) -> None:
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: TandemServer, params: types.InitializeParams) -> None:
+        ls.loop = asyncio.get_running_loop()
         ls.initialization_options = params.initialization_options
         if get_capability(ls.client_capabilities, "text_document.inline_completion"):
             completion.register_inline(ls)
@@ -51,17 +52,17 @@ def register(server: TandemServer) -> None:
             "workspace.did_change_configuration.dynamic_registration",
             False,
         ):
-            await ls.client_register_capability_async(
-                types.RegistrationParams(
-                    registrations=[
-                        types.Registration(
-                            id="tandem-did-change-configuration",
-                            method=types.WORKSPACE_DID_CHANGE_CONFIGURATION,
-                            register_options={"section": "tandem"},
-                        )
-                    ]
-                )
+            registration = types.Registration(
+                id="tandem-did-change-configuration",
+                method=types.WORKSPACE_DID_CHANGE_CONFIGURATION,
+                register_options={"section": "tandem"},
             )
+            try:
+                await ls.client_register_capability_async(
+                    types.RegistrationParams(registrations=[registration])
+                )
+            except Exception:  # the client said it could, then didn't
+                logger.warning("could not register for configuration changes")
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(

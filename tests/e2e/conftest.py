@@ -1,0 +1,91 @@
+"""pytest-lsp fixtures: the real server process with the real Qwen test model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from tests.models import qwen_model, smollm_model
+
+
+def server_config(model: str, **env: str) -> ClientServerConfig:
+    """The server as an editor starts it, with the model from TANDEM_MODEL."""
+    server_env = {**os.environ, "TANDEM_MODEL": model, **env}
+    return ClientServerConfig(
+        server_command=[sys.executable, "-m", "tandem", "-v"], server_env=server_env
+    )
+
+
+def capabilities(client: str) -> types.ClientCapabilities:
+    """Capabilities of a real client.
+
+    ``vscode``: VS Code's, plus the LSP 3.18 inline completion that
+    vscode-languageclient 11 declares. ``neovim``: Neovim 0.11's (no inline
+    completion), so it is served by ``textDocument/completion``.
+    """
+    if client == "neovim":
+        return client_capabilities("neovim@v0.11.0")
+    caps = client_capabilities("visual-studio-code")
+    assert caps.text_document is not None
+    caps.text_document.inline_completion = types.InlineCompletionClientCapabilities(
+        dynamic_registration=True
+    )
+    return caps
+
+
+def answer_client_requests(client: LanguageClient) -> list[Any]:
+    """Handle what a real editor handles; returns the status notifications seen."""
+    statuses: list[Any] = []
+
+    @client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def register_capability(params: types.RegistrationParams) -> None:
+        return None
+
+    @client.feature("$/tandem/status")
+    def on_status(params: Any) -> None:
+        statuses.append(params)
+
+    return statuses
+
+
+def initialize_params(client: str, options: Any = None) -> types.InitializeParams:
+    """InitializeParams as ``client`` sends them, with a workspace folder."""
+    return types.InitializeParams(
+        capabilities=capabilities(client),
+        initialization_options=options,
+        process_id=os.getpid(),
+        root_uri="file:///work/project",
+        workspace_folders=[
+            types.WorkspaceFolder(uri="file:///work/project", name="project")
+        ],
+    )
+
+
+@pytest_lsp.fixture(
+    config=server_config(str(qwen_model())), params=["vscode", "neovim"]
+)
+async def client(
+    lsp_client: LanguageClient, request: pytest.FixtureRequest
+) -> AsyncIterator[None]:
+    """A session with the Qwen model, once per client kind."""
+    answer_client_requests(lsp_client)
+    lsp_client.set_configuration({"completion": {"debounceMs": 20}}, section="tandem")
+    await lsp_client.initialize_session(initialize_params(request.param))
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=server_config(str(smollm_model())))
+async def smol_client(lsp_client: LanguageClient) -> AsyncIterator[None]:
+    """A session with SmolLM2: a model without FIM tokens."""
+    answer_client_requests(lsp_client)
+    await lsp_client.initialize_session(initialize_params("neovim"))
+    yield
+    await lsp_client.shutdown_session()
