@@ -103,11 +103,11 @@ async def test_completes_function_body(client: LanguageClient) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("client", ["vscode"], indirect=True)
 async def test_inline_and_list_give_the_same_text(client: LanguageClient) -> None:
     caps = client.capabilities
     assert caps is not None and caps.text_document is not None
-    if caps.text_document.inline_completion is None:
-        pytest.skip("the client has no inline completion to compare with")
+    assert caps.text_document.inline_completion is not None
     uri = "file:///work/project/pal.py"
     open_doc(client, uri, PALINDROME)
     inline = await complete(client, uri, CURSOR)
