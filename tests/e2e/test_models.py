@@ -1,0 +1,133 @@
+"""Getting a model: download with progress, and no model at all (real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from tests.e2e.conftest import answer_client_requests, initialize_params
+from tests.e2e.test_completion import complete, open_doc, status
+from tests.fakes.hub import serve
+from tests.models import smollm_model
+
+
+@asynccontextmanager
+async def session(
+    env: dict[str, str], options: Any, client_kind: str = "vscode"
+) -> AsyncIterator[LanguageClient]:
+    """A server with ``env`` on top of ours, minus any TANDEM_MODEL."""
+    base = {k: v for k, v in os.environ.items() if k != "TANDEM_MODEL"}
+    config = ClientServerConfig(
+        server_command=[sys.executable, "-m", "tandem", "-v"],
+        server_env={**base, **env},
+    )
+    client = await config.start()
+    assert isinstance(client, LanguageClient)
+    answer_client_requests(client)
+    await client.initialize_session(initialize_params(client_kind, options))
+    try:
+        yield client
+    finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+async def wait_for_state(client: LanguageClient, *states: str) -> Any:
+    waiting = asyncio.ensure_future(client.wait_for_notification("$/tandem/status"))
+    while (state := await status(client))["model"]["state"] not in states:
+        await waiting  # the server announces every state change
+        waiting = asyncio.ensure_future(client.wait_for_notification("$/tandem/status"))
+    waiting.cancel()
+    return state
+
+
+@pytest.mark.slow
+async def test_default_model_is_downloaded_with_progress(tmp_path: Path) -> None:
+    hub = serve(smollm_model(), "tandem-test/smol", "smol-q4.gguf")
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    options = {"local": {"modelRepo": "tandem-test/smol", "modelFile": "smol-q4.gguf"}}
+    try:
+        async with session(env, options) as client:
+            state = await wait_for_state(client, "ready", "unavailable")
+            assert state["model"]["state"] == "ready", state["model"]
+            assert state["model"]["path"].startswith(str(tmp_path / "hf"))
+            reports = [r for rs in client.progress_reports.values() for r in rs]
+            titles = [
+                r.title for r in reports if isinstance(r, types.WorkDoneProgressBegin)
+            ]
+            assert "tandem: downloading smol-q4.gguf" in titles
+            percents = [
+                r.percentage
+                for r in reports
+                if isinstance(r, types.WorkDoneProgressReport) and r.percentage
+            ]
+            assert percents and percents[-1] == 100
+            uri = "file:///work/project/add.py"
+            open_doc(client, uri, "def add(a, b):\n    return ")
+            assert "a" in await complete(
+                client, uri, types.Position(line=1, character=11)
+            )
+        # A second start finds it in the cache: no download, even when offline.
+        async with session(env, {**options, "offline": True}) as client:
+            state = await wait_for_state(client, "ready", "unavailable")
+            assert state["model"]["state"] == "ready"
+            assert not client.progress_reports or all(
+                "downloading" not in getattr(r, "title", "")
+                for rs in client.progress_reports.values()
+                for r in rs
+            )
+    finally:
+        hub.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("env", "options", "expected"),
+    [
+        pytest.param(
+            {"TANDEM_MODEL": "/nonexistent/model.gguf"},
+            None,
+            "model file not found",
+            id="missing-file",
+        ),
+        pytest.param(
+            {"TANDEM_MODEL": __file__}, None, "is not a GGUF model file", id="not-gguf"
+        ),
+        pytest.param({}, {"offline": True}, "offline is on", id="offline-not-cached"),
+    ],
+)
+async def test_no_model_one_clear_message(
+    tmp_path: Path, env: dict[str, str], options: Any, expected: str
+) -> None:
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", **env}
+    async with session(env, options) as client:
+        await wait_for_state(client, "unavailable")
+        uri = "file:///work/project/pal.py"
+        open_doc(client, uri, "def f():\n    ")
+        for _ in range(3):  # typing on: no message per keystroke
+            result = await client.text_document_inline_completion_async(
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(line=1, character=4),
+                    context=types.InlineCompletionContext(
+                        trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                    ),
+                )
+            )
+            assert result is None
+        messages = [m.message for m in client.messages]
+        assert len(messages) == 1, messages
+        assert expected in messages[0]
+        assert "modelPath" in messages[0] or "GGUF" in messages[0]
