@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     complete.add_argument(
         "--json", action="store_true", help="print the completion with its stats"
     )
+    doctor = sub.add_parser(
+        "doctor", help="check the installation, the GPU build and the model"
+    )
+    doctor.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -53,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     log.setup(args.verbose, args.log_file)
     if args.command == "complete":
         return _complete(args)
+    if args.command == "doctor":
+        from tandem import doctor
+
+        found = doctor.report(Settings())
+        print(json.dumps(found, indent=2) if args.json else doctor.text(found))
+        return 0 if found["llama_cpp"]["installed"] and found["model"]["found"] else 1
     return _serve(args)
 
 

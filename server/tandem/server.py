@@ -7,6 +7,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -232,7 +233,23 @@ class TandemServer(LanguageServer):
         backend = self.engine.backend
         info = getattr(backend, "info", None)
         counters = getattr(backend, "counters", None)
+        model = self.model_state
+        if info is not None:
+            where = "GPU" if info.gpu_offload else f"CPU, {info.n_threads} threads"
+            model = f"{info.name} ({Path(info.path).name}, {where}): {model}"
+        elif self.model_message:
+            model = f"{model}: {self.model_message}"
+        stats = self.engine.stats
+        summary = [
+            f"tandem-ls {__version__}, backend {self.settings.backend}"
+            + (", offline" if self.settings.offline else ""),
+            f"model: {model}",
+            f"completions: {stats.requests} requests, {stats.cache_hits} from cache, "
+            f"{stats.generations_completed} generated, "
+            f"{stats.generations_cancelled} cancelled",
+        ]
         return {
+            "summary": summary,
             "version": __version__,
             "backend": self.settings.backend,
             "offline": self.settings.offline,

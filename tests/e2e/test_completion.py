@@ -100,6 +100,18 @@ async def test_completes_function_body(client: LanguageClient) -> None:
     assert state["model"]["state"] == "ready"
     assert state["model"]["fim_family"] == "qwen"
     assert state["model"]["gpu_offload"] is False  # this CPU-only build
+    assert "ready" in state["summary"][1]
+    assert "1 generated" in state["summary"][2]
+
+
+@pytest.mark.slow
+async def test_doctor_command(client: LanguageClient) -> None:
+    found = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tandem.doctor")
+    )
+    assert found["llama_cpp"]["installed"] is True
+    assert found["model"]["found"] is True and found["model"]["source"] == "env"
+    assert "GPU offload" in found["text"]
 
 
 @pytest.mark.slow
