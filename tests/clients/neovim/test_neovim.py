@@ -6,8 +6,8 @@ would, and is driven with keystrokes.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -77,10 +77,8 @@ def nvim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pynvim.Nvi
     try:
         yield n
     finally:
-        try:
+        with contextlib.suppress(EOFError, OSError):  # nvim exits before replying
             n.quit("qall!")
-        except (EOFError, OSError):
-            pass
         n.close()
 
 
