@@ -82,6 +82,20 @@ class CompletionSettings:
 
 
 @attrs.frozen
+class ContextSettings:
+    """Workspace context: definitions from other files, found with tree-sitter."""
+
+    enabled: bool = True
+    budget_tokens: int = attrs.field(default=512, validator=_non_negative)
+    """Most prompt tokens spent on other files' definitions (model tokenizer)."""
+    index_workspace: bool = True
+    """Index the workspace folders in the background at start-up."""
+    max_file_bytes: int = attrs.field(default=1_000_000, validator=_positive)
+    """Files larger than this are not indexed."""
+    max_files: int = attrs.field(default=20_000, validator=_positive)
+
+
+@attrs.frozen
 class Settings:
     """Everything configurable; every field has a default."""
 
@@ -93,6 +107,7 @@ class Settings:
     """Never open a network connection (no model download)."""
     local: LocalSettings = LocalSettings()
     completion: CompletionSettings = CompletionSettings()
+    context: ContextSettings = ContextSettings()
 
 
 CLIENT_KEYS = frozenset({"client", "server", "trace"})

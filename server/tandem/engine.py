@@ -18,7 +18,10 @@ import attrs
 
 from tandem.backends.base import Backend, GenerateRequest, GenerationStats
 from tandem.cache import CompletionCache
-from tandem.config import CompletionSettings
+from tandem.config import CompletionSettings, ContextSettings
+from tandem.context import builder
+from tandem.context.index import WorkspaceIndex
+from tandem.context.symbols import language_of
 from tandem.context.window import cursor_window
 from tandem.postprocess import finished, fix_indent, postprocess
 
@@ -36,6 +39,8 @@ class Document:
     language_id: str = ""
     path: str | None = None
     """Workspace-relative path, for models with file-level markers."""
+    fs_path: str | None = None
+    """The file's path on disk, as the workspace index knows it."""
 
 
 @attrs.frozen
@@ -63,6 +68,24 @@ class EngineStats:
     generations_failed: int = 0
     last: dict[str, Any] = attrs.field(factory=dict)
     """Stats of the most recent generation."""
+    last_context: dict[str, Any] = attrs.field(factory=dict)
+    """The workspace context of the most recent request: names, files, text."""
+
+
+_COMMENTS = {
+    "python": "#",
+    "ruby": "#",
+    "shellscript": "#",
+    "lua": "--",
+    "sql": "--",
+    "haskell": "--",
+}
+"""Line comments other than ``//`` (the default for unlisted languages is ``//``)."""
+
+
+def _approx_tokens(text: str) -> int:
+    """A tokenizer stand-in (before the model is loaded): about 3.5 chars a token."""
+    return int(len(text) / 3.5) + 1
 
 
 class BackendMissing(Exception):
@@ -72,15 +95,25 @@ class BackendMissing(Exception):
 class CompletionEngine:
     """Turns (document, cursor) into a completion."""
 
-    def __init__(self, backend: Backend | None = None) -> None:
+    def __init__(
+        self, backend: Backend | None = None, index: WorkspaceIndex | None = None
+    ) -> None:
         self.backend = backend
+        self.index = index or WorkspaceIndex()
+        self.roots: list[str] = []
+        """Workspace folders, to show context files by relative path."""
+        self.repo: str | None = None
         self.backend_problem = "the model is not loaded yet"
         self.cache = CompletionCache()
         self.stats = EngineStats()
         self._latest: dict[str, asyncio.Task[Any]] = {}
 
     async def complete(
-        self, doc: Document, offset: int, settings: CompletionSettings
+        self,
+        doc: Document,
+        offset: int,
+        settings: CompletionSettings,
+        context: ContextSettings | None = None,
     ) -> Completion | None:
         """The completion at ``offset``; ``None`` when superseded by a newer request.
 
@@ -100,7 +133,10 @@ class CompletionEngine:
 
         async def job() -> Completion:
             await asyncio.sleep(settings.debounce_ms / 1000)
-            result = await self._generate(doc, window.prefix, window.suffix, settings)
+            found = self.context(doc, offset, context)
+            result = await self._generate(
+                doc, window.prefix, window.suffix, settings, found
+            )
             self.cache.store(doc.uri, doc.text[:offset], window.suffix, result.text)
             latency = (time.perf_counter() - started) * 1000
             return attrs.evolve(result, latency_ms=latency)
@@ -125,8 +161,47 @@ class CompletionEngine:
             if self._latest.get(key) is task:
                 del self._latest[key]
 
+    def context(
+        self, doc: Document, offset: int, settings: ContextSettings | None
+    ) -> builder.Context:
+        """Definitions from other files for this cursor (empty when off)."""
+        if settings is None or not settings.enabled or not settings.budget_tokens:
+            return builder.Context()
+        path = doc.fs_path or doc.uri
+        language = language_of(path, doc.language_id)
+        if language is None or len(doc.text) > settings.max_file_bytes:
+            return builder.Context()
+        started = time.perf_counter()
+        current = self.index.update(path, doc.text, doc.language_id)
+        if current is None:
+            return builder.Context()
+        count = getattr(self.backend, "count_tokens", None)
+        if count is None or not getattr(self.backend, "loaded", True):
+            count = _approx_tokens
+        found = builder.build(
+            current, doc.text, offset, self.index, settings.budget_tokens, count
+        )
+        files = tuple(
+            attrs.evolve(f, path=builder.relative(f.path, self.roots))
+            for f in found.files
+        )
+        found = attrs.evolve(found, files=files)
+        self.stats.last_context = {
+            "symbols": list(found.symbols),
+            "files": [f.path for f in files],
+            "tokens": found.tokens,
+            "build_ms": (time.perf_counter() - started) * 1000,
+            "text": "\n".join(f"# {f.path}\n{f.text}" for f in files),
+        }
+        return found
+
     async def _generate(
-        self, doc: Document, prefix: str, suffix: str, settings: CompletionSettings
+        self,
+        doc: Document,
+        prefix: str,
+        suffix: str,
+        settings: CompletionSettings,
+        context: builder.Context | None = None,
     ) -> Completion:
         backend = self.backend
         if backend is None:
@@ -138,6 +213,9 @@ class CompletionEngine:
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             path=doc.path,
+            context=context.files if context else (),
+            repo=self.repo,
+            comment=_COMMENTS.get(doc.language_id, "//"),
         )
         stats = GenerationStats()
         self.stats.generations_started += 1

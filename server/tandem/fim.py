@@ -13,6 +13,8 @@ from typing import Literal
 
 import attrs
 
+from tandem.context.builder import ContextFile
+
 
 @attrs.frozen
 class Special:
@@ -39,9 +41,29 @@ class FimFormat:
     repo_name: str | None = None
     order: Literal["psm", "spm"] = "psm"
 
-    def render(self, prefix: str, suffix: str, path: str | None = None) -> list[Part]:
-        """Lay out one FIM prompt; the volatile cursor text comes last."""
+    def render(
+        self,
+        prefix: str,
+        suffix: str,
+        path: str | None = None,
+        context: Sequence[ContextFile] = (),
+        repo: str | None = None,
+        comment: str = "#",
+    ) -> list[Part]:
+        """Lay out one FIM prompt.
+
+        Stable parts first (repository name, other files' definitions), the
+        volatile text at the cursor last, so consecutive prompts share a prefix.
+        Formats without file markers get the context as a comment block.
+        """
         parts: list[Part] = []
+        if self.file_sep is not None:
+            if self.repo_name is not None and repo and context:
+                parts += [Special(self.repo_name), f"{repo}\n"]
+            for item in context:
+                parts += [Special(self.file_sep), f"{item.path}\n{item.text}\n"]
+        else:
+            prefix = comment_block(context, comment) + prefix
         if self.file_sep is not None and path:
             parts += [Special(self.file_sep), f"{path}\n"]
         if self.order == "spm":
@@ -114,6 +136,15 @@ FORMATS: dict[str, FimFormat] = {
 # though their tokenizer may carry FIM tokens (SmolLM2 reuses StarCoder's vocab).
 _NO_FIM_ARCHS = frozenset({"llama", "smollm", "phi3", "mistral"})
 _CODE_MODEL_NAMES = ("code", "coder")
+
+
+def comment_block(context: Sequence[ContextFile], comment: str = "#") -> str:
+    """Context as comments, for prompts without file markers."""
+    lines: list[str] = []
+    for item in context:
+        lines.append(f"{comment} From {item.path}:")
+        lines += [f"{comment} {line}".rstrip() for line in item.text.split("\n")]
+    return "\n".join(lines) + "\n\n" if lines else ""
 
 
 def detect(

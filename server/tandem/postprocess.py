@@ -183,7 +183,13 @@ def fix_indent(raw: str, line_prefix: str) -> str:
     again (the prompt's whitespace token does not end where training text would).
     The extra indentation of the first line is removed from every line.
     """
-    if not line_prefix or line_prefix.strip():
+    if line_prefix.strip():
+        # Mid-line after a space: a model whose tokens carry their leading space
+        # (" blend") repeats the one already typed.
+        if line_prefix.endswith(" ") and raw.startswith(" "):
+            return raw[1:]
+        return raw
+    if not line_prefix:
         return raw
     first, sep, rest = raw.partition("\n")
     extra = len(first) - len(first.lstrip(" \t"))

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 from lsprotocol import types
+from pygls import uris
 from pygls.lsp.server import LanguageServer
 
 from tandem import __version__, models
@@ -43,6 +46,8 @@ class TandemServer(LanguageServer):
         self.model_message = ""
         self._backend_config: tuple[Any, ...] | None = None
         self._backend_task: asyncio.Task[None] | None = None
+        self._index_task: asyncio.Task[None] | None = None
+        self.index_stats: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._shown: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -124,6 +129,8 @@ class TandemServer(LanguageServer):
             )
         old = self.settings
         self.settings = settings
+        if self.settings_applied.is_set() and settings.context != old.context:
+            self.start_index()
         self.settings_applied.set()
         if settings.completion != old.completion:
             self.engine.cache.clear()
@@ -267,6 +274,7 @@ class TandemServer(LanguageServer):
             },
             "stats": attrs.asdict(self.engine.stats),
             "backendCounters": attrs.asdict(counters) if counters else {},
+            "index": {**self.index_stats, "indexed": len(self.engine.index)},
             "settings": attrs.asdict(self.settings),
             "cache": {
                 "hits": self.engine.cache.hits,
@@ -274,8 +282,77 @@ class TandemServer(LanguageServer):
             },
         }
 
+    # -- workspace index -------------------------------------------------------
+
+    def workspace_roots(self) -> list[Path]:
+        """The workspace folders on disk."""
+        roots = [
+            Path(uris.to_fs_path(f.uri) or "") for f in self.workspace.folders.values()
+        ]
+        if not roots and self.workspace.root_path:
+            roots = [Path(self.workspace.root_path)]
+        return [r for r in roots if str(r) and r.is_dir()]
+
+    def start_index(self) -> None:
+        """Index the workspace in the background (a restart cancels the last run)."""
+        settings = self.settings.context
+        roots = self.workspace_roots()
+        self.engine.roots = [str(r) for r in roots]
+        self.engine.repo = roots[0].name if roots else None
+        index = self.engine.index
+        index.max_file_bytes = settings.max_file_bytes
+        index.max_files = settings.max_files
+        if self._index_task is not None:
+            self._index_task.cancel()
+        if settings.enabled and settings.index_workspace and roots:
+            self._index_task = self.run_task(self._build_index(roots))
+
+    async def _build_index(self, roots: list[Path]) -> None:
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        started = time.perf_counter()
+        try:
+            async with self.work_done("tandem: indexing the workspace") as report:
+
+                def progress(done: int, total: int) -> None:
+                    pct = int(done * 100 / total) if total else None
+                    loop.call_soon_threadsafe(report, f"{done}/{total} files", pct)
+
+                count = await asyncio.to_thread(
+                    self.engine.index.build, roots, progress, stop.is_set
+                )
+        finally:
+            stop.set()  # a cancelled task stops the worker thread too
+        self.index_stats = {
+            "files": count,
+            "skipped": self.engine.index.skipped,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        logger.info("indexed %d files in %.1f s", count, self.index_stats["seconds"])
+        self.protocol.notify(STATUS_NOTIFICATION, self.status())
+
+    def index_document(self, path: str | None, text: str, language_id: str) -> None:
+        """Keep an open or saved document's definitions current."""
+        context = self.settings.context
+        if path and context.enabled and len(text) <= context.max_file_bytes:
+            self.engine.index.update(path, text, language_id)
+
+    async def files_changed(self, changes: Sequence[types.FileEvent]) -> None:
+        """Files created, changed or deleted outside the editor."""
+        index = self.engine.index
+        for change in changes:
+            path = uris.to_fs_path(change.uri)
+            if not path:
+                continue
+            if change.type == types.FileChangeType.Deleted:
+                index.remove(path)
+            elif change.uri not in self.workspace.text_documents:  # open: ours
+                await asyncio.to_thread(index.update_from_disk, Path(path))
+
     async def aclose(self) -> None:
         """Stop background work and free the model."""
+        if self._index_task is not None:
+            self._index_task.cancel()
         if self._backend_task is not None:
             self._backend_task.cancel()
         await self.engine.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,16 +56,20 @@ def answer_client_requests(client: LanguageClient) -> list[Any]:
     return statuses
 
 
-def initialize_params(client: str, options: Any = None) -> types.InitializeParams:
-    """InitializeParams as ``client`` sends them, with a workspace folder."""
+def initialize_params(
+    client: str, options: Any = None, root: str | None = None
+) -> types.InitializeParams:
+    """InitializeParams as ``client`` sends them, with a workspace folder.
+
+    Without ``root`` the folder does not exist on disk (nothing to index).
+    """
+    uri = Path(root).as_uri() if root else "file:///work/project"
     return types.InitializeParams(
         capabilities=capabilities(client),
         initialization_options=options,
         process_id=os.getpid(),
-        root_uri="file:///work/project",
-        workspace_folders=[
-            types.WorkspaceFolder(uri="file:///work/project", name="project")
-        ],
+        root_uri=uri,
+        workspace_folders=[types.WorkspaceFolder(uri=uri, name=Path(uri).name)],
     )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 from pytest_lsp import LanguageClient
+
+from tests.e2e.helpers import complete, edit, open_doc, status
 
 PALINDROME = (
     "def is_palindrome(s: str) -> bool:\n"
@@ -19,72 +20,6 @@ PALINDROME = (
     'print(is_palindrome("racecar"))\n'
 )
 CURSOR = types.Position(line=2, character=4)
-
-
-def open_doc(client: LanguageClient, uri: str, text: str, version: int = 1) -> None:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=version, text=text
-            )
-        )
-    )
-
-
-def edit(
-    client: LanguageClient, uri: str, version: int, at: types.Position, text: str
-) -> None:
-    """Insert ``text`` at ``at`` with an incremental change."""
-    change = types.TextDocumentContentChangePartial(
-        range=types.Range(start=at, end=at), text=text
-    )
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(
-                uri=uri, version=version
-            ),
-            content_changes=[change],
-        )
-    )
-
-
-async def status(client: LanguageClient) -> Any:
-    return await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="tandem.status")
-    )
-
-
-async def complete(client: LanguageClient, uri: str, position: types.Position) -> str:
-    """What the user is shown: inline if the client declared it, else the item."""
-    caps = client.capabilities
-    assert caps is not None and caps.text_document is not None
-    doc = types.TextDocumentIdentifier(uri=uri)
-    if caps.text_document.inline_completion is not None:
-        result = await client.text_document_inline_completion_async(
-            types.InlineCompletionParams(
-                text_document=doc,
-                position=position,
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                ),
-            )
-        )
-        assert result is not None
-        items = (
-            result.items if isinstance(result, types.InlineCompletionList) else result
-        )
-        assert isinstance(items[0].insert_text, str)
-        return items[0].insert_text
-    listed = await client.text_document_completion_async(
-        types.CompletionParams(text_document=doc, position=position)
-    )
-    assert isinstance(listed, types.CompletionList) and listed.items
-    item_edit = listed.items[0].text_edit
-    assert isinstance(item_edit, types.TextEdit)
-    # The item replaces the word before the cursor: return what follows the cursor.
-    assert item_edit.range.end == position
-    typed = position.character - item_edit.range.start.character
-    return item_edit.new_text[typed:]
 
 
 @pytest.mark.slow

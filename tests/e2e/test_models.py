@@ -2,52 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
 
-from tests.e2e.conftest import answer_client_requests, initialize_params
-from tests.e2e.test_completion import complete, open_doc, status
+from tests.e2e.helpers import complete, open_doc, session, wait_for_state
 from tests.fakes.hub import serve
 from tests.models import smollm_model
-
-
-@asynccontextmanager
-async def session(
-    env: dict[str, str], options: Any, client_kind: str = "vscode"
-) -> AsyncIterator[LanguageClient]:
-    """A server with ``env`` on top of ours, minus any TANDEM_MODEL."""
-    base = {k: v for k, v in os.environ.items() if k != "TANDEM_MODEL"}
-    config = ClientServerConfig(
-        server_command=[sys.executable, "-m", "tandem", "-v"],
-        server_env={**base, **env},
-    )
-    client = await config.start()
-    assert isinstance(client, LanguageClient)
-    answer_client_requests(client)
-    await client.initialize_session(initialize_params(client_kind, options))
-    try:
-        yield client
-    finally:
-        await client.shutdown_session()
-        await client.stop()
-
-
-async def wait_for_state(client: LanguageClient, *states: str) -> Any:
-    waiting = asyncio.ensure_future(client.wait_for_notification("$/tandem/status"))
-    while (state := await status(client))["model"]["state"] not in states:
-        await waiting  # the server announces every state change
-        waiting = asyncio.ensure_future(client.wait_for_notification("$/tandem/status"))
-    waiting.cancel()
-    return state
 
 
 @pytest.mark.slow

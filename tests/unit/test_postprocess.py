@@ -150,7 +150,8 @@ def test_finished_mid_line_at_first_newline() -> None:
             "if x:\n        y()\n    z()",
             id="doubled-block",
         ),
-        pytest.param("    return 1", "x = ", "    return 1", id="mid-line-untouched"),
+        pytest.param("    return 1", "x =", "    return 1", id="mid-line-untouched"),
+        pytest.param(" f(x)", "return ", "f(x)", id="space-typed-already"),
     ],
 )
 def test_fix_indent(raw: str, line_prefix: str, expected: str) -> None:

@@ -7,6 +7,8 @@ from typing import ClassVar, Protocol
 
 import attrs
 
+from tandem.context.builder import ContextFile
+
 
 @attrs.frozen
 class GenerateRequest:
@@ -20,6 +22,12 @@ class GenerateRequest:
     stop: tuple[str, ...] = ()
     path: str | None = None
     """Workspace-relative path of the file, for models with file-level markers."""
+    context: tuple[ContextFile, ...] = ()
+    """Definitions from other files, laid out before the current file."""
+    repo: str | None = None
+    """The workspace's name, for models with a repository marker."""
+    comment: str = "#"
+    """Line comment of the language, for context given to models without markers."""
 
 
 @attrs.define

@@ -284,6 +284,10 @@ class LlamaCppBackend:
         """The FIM format in use (None: prefix-only completion)."""
         return self._fim
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model's vocabulary."""
+        return len(self.tokenize(text))
+
     def tokenize(self, text: str) -> list[int]:
         """Tokenize user text: no BOS, special-token parsing off."""
         assert self._llm is not None
@@ -293,10 +297,13 @@ class LlamaCppBackend:
         """Assemble the prompt as token ids, fitted into the context window."""
         assert self._llm is not None
         if self._fim is not None and req.suffix is not None:
-            parts = self._fim.render(req.prompt, req.suffix, req.path)
+            parts = self._fim.render(
+                req.prompt, req.suffix, req.path, req.context, req.repo, req.comment
+            )
             prefix_piece = parts.index(fim.Special(self._fim.prefix)) + 1
         else:
-            parts, prefix_piece = [req.prompt], 0
+            parts = [fim.comment_block(req.context, req.comment) + req.prompt]
+            prefix_piece = 0
         pieces = [
             [self._special_ids[p.text]]
             if isinstance(p, fim.Special)

@@ -31,9 +31,13 @@ async def complete_at(
     except (IndexError, ValueError):
         return None
     await ls.wait_for_backend()
-    snapshot = Document(uri, doc.source, doc.language_id or "", _rel_path(ls, doc))
+    snapshot = Document(
+        uri, doc.source, doc.language_id or "", _rel_path(ls, doc), doc.path or None
+    )
     try:
-        result = await ls.engine.complete(snapshot, offset, settings)
+        result = await ls.engine.complete(
+            snapshot, offset, settings, ls.settings.context
+        )
     except BackendMissing as e:
         ls.show_once(f"tandem: {e}")
         return None

@@ -34,6 +34,28 @@ async def pull_configuration(ls: TandemServer) -> Any:
     return result[0] if result else None
 
 
+SOURCE_GLOB = "**/*.{py,pyi,js,mjs,cjs,jsx,ts,mts,tsx,go,rs,java,c,h,cc,cpp,cxx,hpp,hh}"
+WATCHERS = types.Registration(
+    id="tandem-watched-files",
+    method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+    register_options=types.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[types.FileSystemWatcher(glob_pattern=SOURCE_GLOB)]
+    ),
+)
+
+
+async def register_capability(
+    ls: TandemServer, registration: types.Registration
+) -> None:
+    """Register a capability; a client that then refuses is logged, not fatal."""
+    try:
+        await ls.client_register_capability_async(
+            types.RegistrationParams(registrations=[registration])
+        )
+    except Exception:
+        logger.warning("the client refused to register %s", registration.method)
+
+
 def register(server: TandemServer) -> None:
     """Register the lifecycle handlers."""
 
@@ -47,22 +69,26 @@ def register(server: TandemServer) -> None:
     @server.feature(types.INITIALIZED)
     async def initialized(ls: TandemServer, params: types.InitializedParams) -> None:
         await ls.apply_settings(await pull_configuration(ls))
+        ls.start_index()
+        if get_capability(
+            ls.client_capabilities,
+            "workspace.did_change_watched_files.dynamic_registration",
+            False,
+        ):
+            await register_capability(ls, WATCHERS)
         if get_capability(
             ls.client_capabilities,
             "workspace.did_change_configuration.dynamic_registration",
             False,
         ):
-            registration = types.Registration(
-                id="tandem-did-change-configuration",
-                method=types.WORKSPACE_DID_CHANGE_CONFIGURATION,
-                register_options={"section": "tandem"},
+            await register_capability(
+                ls,
+                types.Registration(
+                    id="tandem-did-change-configuration",
+                    method=types.WORKSPACE_DID_CHANGE_CONFIGURATION,
+                    register_options={"section": "tandem"},
+                ),
             )
-            try:
-                await ls.client_register_capability_async(
-                    types.RegistrationParams(registrations=[registration])
-                )
-            except Exception:  # the client said it could, then didn't
-                logger.warning("could not register for configuration changes")
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(

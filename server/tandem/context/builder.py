@@ -1,0 +1,221 @@
+"""Cross-file context: pure functions of (document, cursor, index, token budget).
+
+The names used near the cursor and the names the file imports are looked up in the
+workspace index; their definitions elsewhere (signature and doc line, and for a
+class the signatures of its methods) are ranked and packed into a token budget
+measured with the model's own tokenizer.
+
+The result is laid out for the llama.cpp KV cache: files sorted by path, each
+definition in file order, and the names are read from the lines *before* the
+cursor line only, so typing on a line never changes the context (and so the long
+shared prompt prefix stays cached).
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Callable
+from pathlib import PurePosixPath
+
+import attrs
+
+from tandem.context.index import WorkspaceIndex
+from tandem.context.symbols import FileSymbols, Symbol
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMMON = frozenset(
+    {
+        "self",
+        "cls",
+        "this",
+        "None",
+        "True",
+        "False",
+        "null",
+        "true",
+        "false",
+        "undefined",
+        "print",
+        "len",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "list",
+        "dict",
+        "set",
+        "tuple",
+        "range",
+        "const",
+        "let",
+        "var",
+        "func",
+        "function",
+        "return",
+        "string",
+        "void",
+        "main",
+        "init",
+        "new",
+    }
+)
+MAX_PER_NAME = 2
+"""Definitions kept for one name (names like ``run`` are defined everywhere)."""
+MAX_MEMBERS = 12
+"""Method signatures shown for a referenced class."""
+
+
+@attrs.frozen
+class ContextFile:
+    """Definitions from one other file, as the model will read them."""
+
+    path: str
+    text: str
+
+
+@attrs.frozen
+class Context:
+    """What goes into the prompt before the current file."""
+
+    files: tuple[ContextFile, ...] = ()
+    symbols: tuple[str, ...] = ()
+    """Names of the definitions included, for stats and tests."""
+    tokens: int = 0
+
+
+def referenced_names(
+    text: str, offset: int, lines_before: int = 120, lines_after: int = 20
+) -> list[str]:
+    """Identifiers around the cursor, nearest first, excluding the cursor line."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", offset)
+    line_end = len(text) if line_end < 0 else line_end
+    before = text[:line_start].split("\n")[-lines_before - 1 :]
+    after = text[line_end:].split("\n")[: lines_after + 1]
+    seen: dict[str, int] = {}
+    for distance, line in enumerate(reversed(before)):
+        for word in _IDENT.findall(line):
+            seen.setdefault(word, distance)
+    for distance, line in enumerate(after):
+        for word in _IDENT.findall(line):
+            seen.setdefault(word, distance + 5)
+    names = [
+        w for w in seen if w not in _COMMON and not keyword.iskeyword(w) and len(w) > 2
+    ]
+    return sorted(names, key=lambda w: seen[w])
+
+
+def _import_bonus(symbol: Symbol, imports: tuple[str, ...]) -> float:
+    """How strongly the current file's imports point at the symbol's file."""
+    path = PurePosixPath(symbol.path)
+    stem = (
+        path.stem if path.stem not in ("__init__", "index", "mod") else path.parent.name
+    )
+    for statement in imports:
+        if symbol.name in statement and stem in statement:
+            return 6.0
+        if stem and stem in statement:
+            return 2.0
+    return 0.0
+
+
+def rank(
+    current: FileSymbols,
+    names: list[str],
+    index: WorkspaceIndex,
+) -> list[tuple[float, Symbol]]:
+    """Candidate definitions from other files, most relevant first."""
+    imported = current.imported_names
+    defined_here = {s.name for s in current.symbols}
+    scored: dict[tuple[str, str, int], tuple[float, Symbol]] = {}
+    order = {name: i for i, name in enumerate(names)}
+    for name in list(order) + sorted(imported - order.keys()):
+        if name in defined_here:
+            continue
+        found = [s for s in index.definitions(name) if s.path != current.path]
+        if not found:
+            continue
+        nearness = 3.0 / (1 + order[name]) if name in order else 0.0
+        candidates = []
+        for symbol in found:
+            score = nearness + _import_bonus(symbol, current.imports)
+            score += 2.0 if name in imported else 0.0
+            score += 1.0 if symbol.kind in ("function", "class", "type") else 0.0
+            score -= 1.0 if symbol.kind == "variable" else 0.0
+            if "test" in symbol.path.rsplit("/", 1)[-1]:
+                score -= 1.5
+            candidates.append((score, symbol))
+        candidates.sort(key=lambda c: -c[0])
+        for score, symbol in candidates[:MAX_PER_NAME]:
+            scored[(symbol.path, symbol.name, symbol.line)] = (score, symbol)
+            if symbol.kind == "class":
+                members = _members(index, symbol)
+                for member in members:
+                    key = (member.path, member.name, member.line)
+                    scored.setdefault(key, (score - 0.5, member))
+    return sorted(scored.values(), key=lambda c: (-c[0], c[1].path, c[1].line))
+
+
+def _members(index: WorkspaceIndex, cls: Symbol) -> list[Symbol]:
+    entry = index.file(cls.path)
+    if entry is None:
+        return []
+    return [s for s in entry.symbols if s.container == cls.name][:MAX_MEMBERS]
+
+
+def pack(
+    ranked: list[tuple[float, Symbol]],
+    budget_tokens: int,
+    count_tokens: Callable[[str], int],
+) -> Context:
+    """Take definitions in rank order while they fit; lay them out stably."""
+    chosen: list[Symbol] = []
+    used = 0
+    headers: set[str] = set()
+    for _, symbol in ranked:
+        cost = count_tokens(symbol.render() + "\n")
+        if symbol.path not in headers:
+            cost += count_tokens(symbol.path + "\n") + 2
+        if used + cost > budget_tokens:
+            continue  # a smaller one further down may still fit
+        chosen.append(symbol)
+        headers.add(symbol.path)
+        used += cost
+    by_file: dict[str, list[Symbol]] = {}
+    for symbol in chosen:
+        by_file.setdefault(symbol.path, []).append(symbol)
+    files = tuple(
+        ContextFile(path, "\n".join(s.render() for s in sorted(syms, key=_line)))
+        for path, syms in sorted(by_file.items())
+    )
+    names = tuple(s.name for s in chosen)
+    return Context(files=files, symbols=names, tokens=used)
+
+
+def _line(symbol: Symbol) -> int:
+    return symbol.line
+
+
+def build(
+    current: FileSymbols,
+    text: str,
+    offset: int,
+    index: WorkspaceIndex,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int],
+) -> Context:
+    """The context for a completion at ``offset`` in ``text`` (the current file)."""
+    if budget_tokens <= 0:
+        return Context()
+    names = referenced_names(text, offset)
+    return pack(rank(current, names, index), budget_tokens, count_tokens)
+
+
+def relative(path: str, roots: list[str]) -> str:
+    """``path`` relative to the workspace folder holding it (for file markers)."""
+    for root in roots:
+        prefix = root.rstrip("/") + "/"
+        if path.startswith(prefix):
+            return path[len(prefix) :]
+    return PurePosixPath(path).name
