@@ -24,6 +24,7 @@ from tandem.context.index import WorkspaceIndex
 from tandem.context.symbols import FileSymbols, Symbol
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CALLED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*[(.]")
 _COMMON = frozenset(
     {
         "self",
@@ -94,6 +95,10 @@ def referenced_names(
     before = text[:line_start].split("\n")[-lines_before - 1 :]
     after = text[line_end:].split("\n")[: lines_after + 1]
     seen: dict[str, int] = {}
+    # On the cursor line, only finished call or attribute targets (``scale(``,
+    # ``box.``): what the user is calling right now, and stable while typing.
+    for word in _CALLED.findall(text[line_start:offset]):
+        seen.setdefault(word, -1)
     for distance, line in enumerate(reversed(before)):
         for word in _IDENT.findall(line):
             seen.setdefault(word, distance)
@@ -108,16 +113,20 @@ def referenced_names(
 
 def _import_bonus(symbol: Symbol, imports: tuple[str, ...]) -> float:
     """How strongly the current file's imports point at the symbol's file."""
-    path = PurePosixPath(symbol.path)
-    stem = (
-        path.stem if path.stem not in ("__init__", "index", "mod") else path.parent.name
-    )
+    parts = list(PurePosixPath(symbol.path).with_suffix("").parts)
+    if len(parts) > 1 and parts[-1] in ("__init__", "index", "mod", "lib"):
+        parts.pop()
+    module = parts[-1] if parts else ""
+    package = parts[-2] if len(parts) > 1 else ""
+    best = 0.0
     for statement in imports:
-        if symbol.name in statement and stem in statement:
+        if package and any(
+            f"{package}{sep}{module}" in statement for sep in (".", "/", "::")
+        ):
             return 6.0
-        if stem and stem in statement:
-            return 2.0
-    return 0.0
+        if module != symbol.name and module in _IDENT.findall(statement):
+            best = 4.0
+    return best
 
 
 def rank(
@@ -136,7 +145,7 @@ def rank(
         found = [s for s in index.definitions(name) if s.path != current.path]
         if not found:
             continue
-        nearness = 3.0 / (1 + order[name]) if name in order else 0.0
+        nearness = 4.0 / (1 + order[name]) if name in order else 0.0
         candidates = []
         for symbol in found:
             score = nearness + _import_bonus(symbol, current.imports)
