@@ -73,10 +73,11 @@ class CompletionSettings:
     multiline: bool = True
     """Allow completions of several lines where the cursor ends a line."""
     temperature: float = attrs.field(default=0.0, validator=_non_negative)
-    prefix_chars: int = attrs.field(default=6000, validator=_positive)
+    prefix_chars: int = attrs.field(default=4000, validator=_positive)
     """Text before the cursor given to the model, at most."""
-    suffix_chars: int = attrs.field(default=1200, validator=_non_negative)
-    """Text after the cursor given to FIM models, at most."""
+    suffix_chars: int = attrs.field(default=400, validator=_non_negative)
+    """Text after the cursor given to FIM models, at most. Kept short: in FIM order
+    it follows the prefix, so it is evaluated again after every keystroke."""
     postprocess: bool = True
     """Trim completions to the current block, drop repeats and unbalanced brackets."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -103,6 +104,8 @@ class CompletionEngine:
         self.roots: list[str] = []
         """Workspace folders, to show context files by relative path."""
         self.repo: str | None = None
+        self._counter_for: object = None
+        self._counter: Callable[[str], int] = _approx_tokens
         self.backend_problem = "the model is not loaded yet"
         self.cache = CompletionCache()
         self.stats = EngineStats()
@@ -175,9 +178,7 @@ class CompletionEngine:
         current = self.index.update(path, doc.text, doc.language_id)
         if current is None:
             return builder.Context()
-        count = getattr(self.backend, "count_tokens", None)
-        if count is None or not getattr(self.backend, "loaded", True):
-            count = _approx_tokens
+        count = self._token_counter()
         found = builder.build(
             current, doc.text, offset, self.index, settings.budget_tokens, count
         )
@@ -194,6 +195,20 @@ class CompletionEngine:
             "text": "\n".join(f"# {f.path}\n{f.text}" for f in files),
         }
         return found
+
+    def _token_counter(self) -> Callable[[str], int]:
+        """The backend's tokenizer, memoised; an estimate before the model loads.
+
+        The same definitions are counted request after request while typing.
+        """
+        backend = self.backend
+        count = getattr(backend, "count_tokens", None)
+        if count is None or not getattr(backend, "loaded", True):
+            return _approx_tokens
+        if self._counter_for is not backend:
+            self._counter_for = backend
+            self._counter = functools.lru_cache(maxsize=8192)(count)
+        return self._counter
 
     async def _generate(
         self,

@@ -13,6 +13,7 @@ shared prompt prefix stays cached).
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from collections.abc import Callable
@@ -63,6 +64,10 @@ _COMMON = frozenset(
 )
 MAX_PER_NAME = 2
 """Definitions kept for one name (names like ``run`` are defined everywhere)."""
+MAX_AMBIGUOUS = 12
+"""A name not imported and defined more often than this says nothing."""
+MAX_CANDIDATES = 80
+"""Ranked definitions considered for packing."""
 MAX_MEMBERS = 12
 """Method signatures shown for a referenced class."""
 
@@ -111,11 +116,17 @@ def referenced_names(
     return sorted(names, key=lambda w: seen[w])
 
 
-def _import_bonus(symbol: Symbol, imports: tuple[str, ...]) -> float:
-    """How strongly the current file's imports point at the symbol's file."""
-    parts = list(PurePosixPath(symbol.path).with_suffix("").parts)
+@functools.lru_cache(maxsize=65536)
+def _module_parts(path: str) -> tuple[str, ...]:
+    parts = list(PurePosixPath(path).with_suffix("").parts)
     if len(parts) > 1 and parts[-1] in ("__init__", "index", "mod", "lib"):
         parts.pop()
+    return tuple(parts)
+
+
+def _import_bonus(symbol: Symbol, imports: tuple[str, ...]) -> float:
+    """How strongly the current file's imports point at the symbol's file."""
+    parts = _module_parts(symbol.path)
     module = parts[-1] if parts else ""
     package = parts[-2] if len(parts) > 1 else ""
     best = 0.0
@@ -143,8 +154,8 @@ def rank(
         if name in defined_here:
             continue
         found = [s for s in index.definitions(name) if s.path != current.path]
-        if not found:
-            continue
+        if not found or (len(found) > MAX_AMBIGUOUS and name not in imported):
+            continue  # nothing, or a name defined everywhere (``name``, ``data``)
         nearness = 4.0 / (1 + order[name]) if name in order else 0.0
         candidates = []
         for symbol in found:
@@ -182,7 +193,9 @@ def pack(
     chosen: list[Symbol] = []
     used = 0
     headers: set[str] = set()
-    for _, symbol in ranked:
+    for _, symbol in ranked[:MAX_CANDIDATES]:
+        if budget_tokens - used < 8:
+            break  # full: nothing useful fits any more
         cost = count_tokens(symbol.render() + "\n")
         if symbol.path not in headers:
             cost += count_tokens(symbol.path + "\n") + 2
