@@ -91,6 +91,8 @@ class ContextSettings:
     """Most prompt tokens spent on other files' definitions (model tokenizer)."""
     index_workspace: bool = True
     """Index the workspace folders in the background at start-up."""
+    open_documents: bool = True
+    """Also use similar code and recently edited regions of other open documents."""
     max_file_bytes: int = attrs.field(default=1_000_000, validator=_positive)
     """Files larger than this are not indexed."""
     max_files: int = attrs.field(default=20_000, validator=_positive)

@@ -104,6 +104,8 @@ class CompletionEngine:
         self.roots: list[str] = []
         """Workspace folders, to show context files by relative path."""
         self.repo: str | None = None
+        self.open_documents: Callable[[], list[builder.OpenDocument]] = list
+        """The other documents open in the editor (set by the server)."""
         self._counter_for: object = None
         self._counter: Callable[[str], int] = _approx_tokens
         self.backend_problem = "the model is not loaded yet"
@@ -180,7 +182,13 @@ class CompletionEngine:
             return builder.Context()
         count = self._token_counter()
         found = builder.build(
-            current, doc.text, offset, self.index, settings.budget_tokens, count
+            current,
+            doc.text,
+            offset,
+            self.index,
+            settings.budget_tokens,
+            count,
+            self.open_documents() if settings.open_documents else (),
         )
         files = tuple(
             attrs.evolve(f, path=builder.relative(f.path, self.roots))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
@@ -21,6 +22,7 @@ from tandem import __version__, models
 from tandem.backends import BackendError, backend_class
 from tandem.backends.llama_cpp import LlamaCppBackend, LlamaCppOptions
 from tandem.config import Settings, build
+from tandem.context.builder import OpenDocument
 from tandem.engine import CompletionEngine
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class TandemServer(LanguageServer):
         self._backend_task: asyncio.Task[None] | None = None
         self._index_task: asyncio.Task[None] | None = None
         self.index_stats: dict[str, Any] = {}
+        self.recent_edits: dict[str, collections.deque[int]] = {}
+        self.engine.open_documents = self.open_documents
         self._tasks: set[asyncio.Task[Any]] = set()
         self._shown: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -330,6 +334,20 @@ class TandemServer(LanguageServer):
         }
         logger.info("indexed %d files in %.1f s", count, self.index_stats["seconds"])
         self.protocol.notify(STATUS_NOTIFICATION, self.status())
+
+    def note_edit(self, uri: str, lines: list[int]) -> None:
+        """Remember where a document was just edited (most recent first)."""
+        recent = self.recent_edits.setdefault(uri, collections.deque(maxlen=8))
+        recent.extendleft(lines)
+
+    def open_documents(self) -> list[OpenDocument]:
+        """Open documents with their recent edits, for the context builder."""
+        docs = []
+        for uri, doc in list(self.workspace.text_documents.items()):
+            if doc.path and len(doc.source) <= self.settings.context.max_file_bytes:
+                edited = tuple(self.recent_edits.get(uri, ()))
+                docs.append(OpenDocument(doc.path, doc.source, edited))
+        return docs
 
     def index_document(self, path: str | None, text: str, language_id: str) -> None:
         """Keep an open or saved document's definitions current."""

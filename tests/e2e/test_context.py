@@ -9,7 +9,7 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from tests.e2e.helpers import complete, open_doc, session, status
+from tests.e2e.helpers import complete, edit, open_doc, session, status
 from tests.models import FIXTURES, qwen_model
 
 WORKSPACE = FIXTURES / "workspace"
@@ -106,3 +106,30 @@ async def test_saved_changes_in_another_file_are_used(tmp_path: Path) -> None:
             "def blend_colors(first: Color, second: Color, *, weight: float)"
             in (context["text"])
         )
+
+
+@pytest.mark.slow
+async def test_recent_edit_in_another_open_file_is_in_the_prompt(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "workspace"
+    shutil.copytree(WORKSPACE, root)
+    notes = root / "notes.py"
+    notes.write_text("\n".join(f"STEP_{i} = {i}" for i in range(30)) + "\n")
+    env = {"TANDEM_MODEL": str(qwen_model())}
+    async with session(env, None, root=str(root)) as client:
+        await wait_for_index(client)
+        open_doc(client, notes.as_uri(), notes.read_text())
+        here = types.Position(line=15, character=0)
+        edit(
+            client,
+            notes.as_uri(),
+            2,
+            here,
+            "TWILIGHT = blend_colors(0.8, SKY, SUNSET)\n",
+        )
+        await complete_dusk(client, root)
+        context = (await status(client))["stats"]["last_context"]
+        assert "notes.py" in context["files"]
+        assert "TWILIGHT = blend_colors(0.8, SKY, SUNSET)" in context["text"]
+        assert "STEP_0 = 0" not in context["text"]  # only the edited region

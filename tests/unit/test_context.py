@@ -214,3 +214,39 @@ def test_layout_with_file_markers_and_as_comments() -> None:
     assert parts[1] == (
         "# From shapes/geometry.py:\n# def scale(factor, shape): ...\n\nx = "
     )
+
+
+def test_similar_code_and_recent_edits_from_open_documents(tmp_path: Path) -> None:
+    index = _workspace(tmp_path)
+    text = (
+        "def load_users(db):\n"
+        "    rows = db.query('select * from users')\n"
+        "    return [User(id=r.id, name=r.name) for r in rows]\n\n"
+        "def load_orders(db):\n"
+        "    rows = db.query('select * from orders')\n"
+        "    "
+    )
+    current = extract(text, "python", str(tmp_path / "users.py"))
+    similar = builder.OpenDocument(
+        str(tmp_path / "other.py"),
+        "import os\n\n\n# unrelated\n\n\n\n\n\n\n\n\n\n"
+        "def load_items(db):\n"
+        "    rows = db.query('select * from items')\n"
+        "    return [Item(id=r.id, name=r.name) for r in rows]\n",
+    )
+    edited = builder.OpenDocument(
+        str(tmp_path / "edited.py"),
+        "\n".join(f"line_{i} = {i}" for i in range(40)),
+        edited_lines=(20,),
+    )
+    found = builder.build(
+        current, text, len(text), index, 400, words, [similar, edited]
+    )
+    by_path = {Path(f.path).name: f.text for f in found.files}
+    assert "def load_items(db):" in by_path["other.py"]
+    assert "import os" not in by_path["other.py"]  # only the similar stretch
+    assert "line_20 = 20" in by_path["edited.py"]
+    assert "line_0 = 0" not in by_path["edited.py"]
+    # Without the other documents the context has neither.
+    alone = builder.build(current, text, len(text), index, 400, words)
+    assert not {"other.py", "edited.py"} & {Path(f.path).name for f in alone.files}

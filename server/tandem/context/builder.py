@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import keyword
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 
 import attrs
@@ -219,6 +219,75 @@ def _line(symbol: Symbol) -> int:
     return symbol.line
 
 
+@attrs.frozen
+class OpenDocument:
+    """Another document open in the editor."""
+
+    path: str
+    text: str
+    edited_lines: tuple[int, ...] = ()
+    """Lines changed recently, most recent first."""
+
+
+SIMILAR_WINDOW = 12
+"""Lines in a snippet of similar code."""
+SIMILAR_MIN = 0.25
+"""Least Jaccard similarity (of identifier sets) worth a place in the prompt."""
+
+
+def _identifiers(lines: list[str]) -> frozenset[str]:
+    return frozenset(w for line in lines for w in _IDENT.findall(line) if len(w) > 1)
+
+
+def similar_code(
+    text: str, offset: int, others: Sequence[OpenDocument]
+) -> list[tuple[float, Symbol]]:
+    """The stretch of each other open document most like the code before the cursor.
+
+    Similarity is the Jaccard index of identifier sets (as in Copilot's
+    "neighbouring tabs"); only lines before the cursor line are compared, so the
+    result holds still while typing on a line.
+    """
+    line_start = text.rfind("\n", 0, offset) + 1
+    query = _identifiers(text[:line_start].split("\n")[-SIMILAR_WINDOW - 1 :])
+    if not query:
+        return []
+    found: list[tuple[float, Symbol]] = []
+    for doc in others:
+        lines = doc.text.split("\n")
+        best, best_at = 0.0, 0
+        last = max(0, len(lines) - SIMILAR_WINDOW)
+        for start in sorted({*range(0, last + 1, SIMILAR_WINDOW // 2), last}):
+            window = _identifiers(lines[start : start + SIMILAR_WINDOW])
+            if window:
+                score = len(query & window) / len(query | window)
+                if score > best:
+                    best, best_at = score, start
+        if best >= SIMILAR_MIN:
+            snippet = "\n".join(lines[best_at : best_at + SIMILAR_WINDOW]).rstrip()
+            symbol = Symbol(
+                f"similar:{doc.path}", "snippet", doc.path, best_at, snippet
+            )
+            found.append((3.0 + 6.0 * best, symbol))
+    return found
+
+
+def recent_edits(others: Sequence[OpenDocument]) -> list[tuple[float, Symbol]]:
+    """The code around the latest edit of each other open document."""
+    found: list[tuple[float, Symbol]] = []
+    for doc in others:
+        if not doc.edited_lines:
+            continue
+        lines = doc.text.split("\n")
+        line = min(doc.edited_lines[0], max(0, len(lines) - 1))
+        start = max(0, line - 4)
+        snippet = "\n".join(lines[start : line + 5]).rstrip()
+        if snippet.strip():
+            symbol = Symbol(f"edited:{doc.path}", "snippet", doc.path, start, snippet)
+            found.append((4.0, symbol))
+    return found
+
+
 def build(
     current: FileSymbols,
     text: str,
@@ -226,12 +295,21 @@ def build(
     index: WorkspaceIndex,
     budget_tokens: int,
     count_tokens: Callable[[str], int],
+    others: Sequence[OpenDocument] = (),
 ) -> Context:
-    """The context for a completion at ``offset`` in ``text`` (the current file)."""
+    """The context for a completion at ``offset`` in ``text`` (the current file).
+
+    ``others`` are the other open documents: their code most similar to the
+    cursor's and their recently edited regions compete with the definitions.
+    """
     if budget_tokens <= 0:
         return Context()
     names = referenced_names(text, offset)
-    return pack(rank(current, names, index), budget_tokens, count_tokens)
+    others = [d for d in others if d.path != current.path]
+    ranked = rank(current, names, index)
+    ranked += similar_code(text, offset, others) + recent_edits(others)
+    ranked.sort(key=lambda c: (-c[0], c[1].path, c[1].line))
+    return pack(ranked, budget_tokens, count_tokens)
 
 
 def relative(path: str, roots: list[str]) -> str:

@@ -17,7 +17,8 @@ import attrs
 if TYPE_CHECKING:
     from tree_sitter import Node, Parser
 
-Kind = Literal["function", "method", "class", "type", "variable"]
+Kind = Literal["function", "method", "class", "type", "variable", "snippet"]
+"""A ``snippet`` is a stretch of code (similar or recently edited), not a definition."""
 
 # File suffix -> tree-sitter-language-pack grammar name.
 LANGUAGES: dict[str, str] = {
@@ -123,7 +124,7 @@ class Symbol:
 
     def render(self) -> str:
         """The definition as a model should see it: signature and doc line."""
-        if not self.doc:
+        if not self.doc or self.kind == "snippet":
             return self.signature
         indent = " " * (len(self.signature) - len(self.signature.lstrip()))
         return f"{self.signature}\n{indent}    # {self.doc}"

@@ -15,6 +15,15 @@ def register(server: TandemServer) -> None:
         doc = ls.workspace.get_text_document(params.text_document.uri)
         ls.index_document(doc.path, doc.source, doc.language_id or "")
 
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: TandemServer, params: types.DidChangeTextDocumentParams) -> None:
+        lines = [
+            c.range.start.line
+            for c in params.content_changes
+            if isinstance(c, types.TextDocumentContentChangePartial)
+        ]
+        ls.note_edit(params.text_document.uri, lines)
+
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: TandemServer, params: types.DidSaveTextDocumentParams) -> None:
         doc = ls.workspace.get_text_document(params.text_document.uri)
@@ -29,3 +38,4 @@ def register(server: TandemServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: TandemServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.engine.forget(params.text_document.uri)
+        ls.recent_edits.pop(params.text_document.uri, None)
