@@ -14,6 +14,15 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from tests.e2e.conftest import answer_client_requests, initialize_params
 
+PALINDROME = (  # a half-written function: the cursor is on the empty body line
+    "def is_palindrome(s: str) -> bool:\n"
+    '    """Return True if s reads the same forwards and backwards."""\n'
+    "    \n"
+    "\n"
+    "\n"
+    'print(is_palindrome("racecar"))\n'
+)
+
 
 def open_doc(client: LanguageClient, uri: str, text: str, version: int = 1) -> None:
     client.text_document_did_open(

@@ -9,16 +9,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 from pytest_lsp import LanguageClient
 
-from tests.e2e.helpers import complete, edit, open_doc, status
+from tests.e2e.helpers import PALINDROME, complete, edit, open_doc, status
 
-PALINDROME = (
-    "def is_palindrome(s: str) -> bool:\n"
-    '    """Return True if s reads the same forwards and backwards."""\n'
-    "    \n"
-    "\n"
-    "\n"
-    'print(is_palindrome("racecar"))\n'
-)
 CURSOR = types.Position(line=2, character=4)
 
 

@@ -17,20 +17,12 @@ from typing import Any, TypeVar
 import pynvim
 import pytest
 
+from tests.e2e.helpers import PALINDROME
 from tests.models import qwen_model
 
 ROOT = Path(__file__).resolve().parents[3]
 PLUGIN = ROOT / "clients" / "neovim"
 T = TypeVar("T")
-
-PALINDROME = (
-    "def is_palindrome(s: str) -> bool:\n"
-    '    """Return True if s reads the same forwards and backwards."""\n'
-    "    \n"
-    "\n"
-    "\n"
-    'print(is_palindrome("racecar"))\n'
-)
 
 
 def nvim_binary() -> str:
