@@ -235,6 +235,19 @@ SIMILAR_MIN = 0.25
 """Least Jaccard similarity (of identifier sets) worth a place in the prompt."""
 
 
+MAX_SIMILAR_DOCUMENTS = 8
+"""Other open documents searched for similar code, at most."""
+
+
+@functools.lru_cache(maxsize=2 * MAX_SIMILAR_DOCUMENTS)
+def _windows(text: str) -> tuple[tuple[int, frozenset[str]], ...]:
+    """Identifier sets of a document's overlapping windows (cached per text)."""
+    lines = text.split("\n")
+    last = max(0, len(lines) - SIMILAR_WINDOW)
+    starts = sorted({*range(0, last + 1, SIMILAR_WINDOW // 2), last})
+    return tuple((s, _identifiers(lines[s : s + SIMILAR_WINDOW])) for s in starts)
+
+
 def _identifiers(lines: list[str]) -> frozenset[str]:
     return frozenset(w for line in lines for w in _IDENT.findall(line) if len(w) > 1)
 
@@ -253,18 +266,16 @@ def similar_code(
     if not query:
         return []
     found: list[tuple[float, Symbol]] = []
-    for doc in others:
-        lines = doc.text.split("\n")
+    for doc in others[:MAX_SIMILAR_DOCUMENTS]:
         best, best_at = 0.0, 0
-        last = max(0, len(lines) - SIMILAR_WINDOW)
-        for start in sorted({*range(0, last + 1, SIMILAR_WINDOW // 2), last}):
-            window = _identifiers(lines[start : start + SIMILAR_WINDOW])
-            if window:
+        for start, window in _windows(doc.text):
+            if window and not query.isdisjoint(window):
                 score = len(query & window) / len(query | window)
                 if score > best:
                     best, best_at = score, start
         if best >= SIMILAR_MIN:
-            snippet = "\n".join(lines[best_at : best_at + SIMILAR_WINDOW]).rstrip()
+            lines = doc.text.split("\n")[best_at : best_at + SIMILAR_WINDOW]
+            snippet = "\n".join(lines).rstrip()
             symbol = Symbol(
                 f"similar:{doc.path}", "snippet", doc.path, best_at, snippet
             )
@@ -307,7 +318,9 @@ def build(
     names = referenced_names(text, offset)
     others = [d for d in others if d.path != current.path]
     ranked = rank(current, names, index)
-    ranked += similar_code(text, offset, others) + recent_edits(others)
+    suffix = PurePosixPath(current.path).suffix
+    same_language = [d for d in others if PurePosixPath(d.path).suffix == suffix]
+    ranked += similar_code(text, offset, same_language) + recent_edits(others)
     ranked.sort(key=lambda c: (-c[0], c[1].path, c[1].line))
     return pack(ranked, budget_tokens, count_tokens)
 

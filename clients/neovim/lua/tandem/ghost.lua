@@ -146,6 +146,16 @@ function M.schedule(buf, client_id, debounce_ms)
   end))
 end
 
+--- Stop waiting, cancel the request in flight and remove the ghost text.
+function M.stop(buf)
+  local s = buffers[resolve(buf)]
+  if s and s.timer then
+    s.timer:stop()
+  end
+  M.cancel(buf)
+  M.clear(buf)
+end
+
 --- The ghost text shown in `buf`, or nil.
 function M.current(buf)
   local s = buffers[resolve(buf)]
@@ -197,21 +207,16 @@ function M.attach(buf, client_id, opts)
     group = group,
     buffer = buf,
     callback = function()
-      local s = buffers[buf]
-      if s and s.timer then
-        s.timer:stop()
-      end
-      M.cancel(buf)
-      M.clear(buf)
+      M.stop(buf)
     end,
   })
   vim.api.nvim_create_autocmd({ "BufWipeout", "LspDetach" }, {
     group = group,
     buffer = buf,
     callback = function()
+      M.stop(buf)
       local s = buffers[buf]
       if s and s.timer then
-        s.timer:stop()
         s.timer:close()
       end
       buffers[buf] = nil
