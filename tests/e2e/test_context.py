@@ -15,6 +15,18 @@ from tests.models import FIXTURES, qwen_model
 WORKSPACE = FIXTURES / "workspace"
 
 
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A copy of the fixture workspace (tests may change its files)."""
+    copy = tmp_path / "workspace"
+    shutil.copytree(WORKSPACE, copy)
+    return copy
+
+
+def env() -> dict[str, str]:
+    return {"TANDEM_MODEL": str(qwen_model())}
+
+
 async def wait_for_index(client: LanguageClient) -> dict[str, object]:
     """The index stats once the background build has finished."""
     while "files" not in (state := await status(client))["index"]:
@@ -33,11 +45,8 @@ async def complete_dusk(client: LanguageClient, root: Path) -> str:
 
 
 @pytest.mark.slow
-async def test_call_uses_the_other_files_signature(tmp_path: Path) -> None:
-    root = tmp_path / "workspace"
-    shutil.copytree(WORKSPACE, root)
-    env = {"TANDEM_MODEL": str(qwen_model())}
-    async with session(env, None, root=str(root)) as client:
+async def test_call_uses_the_other_files_signature(root: Path) -> None:
+    async with session(env(), None, root=str(root)) as client:
         index = await wait_for_index(client)
         assert index["files"] == 3  # app.py and palette/; generated/ is gitignored
         reports = [r for rs in client.progress_reports.values() for r in rs]
@@ -65,12 +74,9 @@ async def test_call_uses_the_other_files_signature(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_context_off_prompt_has_no_other_files(tmp_path: Path) -> None:
-    root = tmp_path / "workspace"
-    shutil.copytree(WORKSPACE, root)
-    env = {"TANDEM_MODEL": str(qwen_model())}
+async def test_context_off_prompt_has_no_other_files(root: Path) -> None:
     options = {"context": {"enabled": False}}
-    async with session(env, options, root=str(root)) as client:
+    async with session(env(), options, root=str(root)) as client:
         completion = await complete_dusk(client, root)
         assert completion.startswith("blend_colors(")  # it still sees the import
         state = await status(client)
@@ -79,11 +85,8 @@ async def test_context_off_prompt_has_no_other_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_saved_changes_in_another_file_are_used(tmp_path: Path) -> None:
-    root = tmp_path / "workspace"
-    shutil.copytree(WORKSPACE, root)
-    env = {"TANDEM_MODEL": str(qwen_model())}
-    async with session(env, None, root=str(root)) as client:
+async def test_saved_changes_in_another_file_are_used(root: Path) -> None:
+    async with session(env(), None, root=str(root)) as client:
         await wait_for_index(client)
         mixing = root / "palette" / "mixing.py"
         text = mixing.read_text().replace(
@@ -110,14 +113,11 @@ async def test_saved_changes_in_another_file_are_used(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 async def test_recent_edit_in_another_open_file_is_in_the_prompt(
-    tmp_path: Path,
+    root: Path,
 ) -> None:
-    root = tmp_path / "workspace"
-    shutil.copytree(WORKSPACE, root)
     notes = root / "notes.py"
     notes.write_text("\n".join(f"STEP_{i} = {i}" for i in range(30)) + "\n")
-    env = {"TANDEM_MODEL": str(qwen_model())}
-    async with session(env, None, root=str(root)) as client:
+    async with session(env(), None, root=str(root)) as client:
         await wait_for_index(client)
         open_doc(client, notes.as_uri(), notes.read_text())
         here = types.Position(line=15, character=0)

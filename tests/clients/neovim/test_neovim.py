@@ -85,6 +85,16 @@ def open_python(nvim: pynvim.Nvim, path: Path, text: str) -> None:
     )
 
 
+def lua_until(nvim: pynvim.Nvim, expression: str, needle: str) -> str:
+    """The string a Lua expression gives once it contains ``needle``."""
+
+    def probe() -> str | None:
+        value: str = nvim.exec_lua(f"return {expression}")
+        return value if needle in value else None
+
+    return wait_for(probe, f"{needle!r} in {expression}")
+
+
 def ghost(nvim: pynvim.Nvim) -> Any:
     return nvim.exec_lua("return require('tandem.ghost').current(0)")
 
@@ -136,24 +146,10 @@ def test_tab_without_ghost_inserts_a_tab(nvim: pynvim.Nvim, tmp_path: Path) -> N
 @pytest.mark.slow
 def test_status_command_and_statusline(nvim: pynvim.Nvim, tmp_path: Path) -> None:
     open_python(nvim, tmp_path / "pal.py", PALINDROME)
-    line = wait_for(
-        lambda: (
-            (s := nvim.exec_lua("return require('tandem').statusline()"))
-            and "ready" in s
-            and s
-        ),
-        "the ready state in the statusline",
-    )
+    line = lua_until(nvim, "require('tandem').statusline()", "ready")
     assert line == "tandem: local ready"
     nvim.command("TandemStatus")
-    messages = wait_for(
-        lambda: (
-            (m := nvim.exec_lua("return vim.fn.execute('messages')"))
-            and "model:" in m
-            and m
-        ),
-        ":TandemStatus output",
-    )
+    messages = lua_until(nvim, "vim.fn.execute('messages')", "model:")
     assert "Qwen2.5 Coder" in messages and "ready" in messages
 
     nvim.command("TandemOffline on")
