@@ -99,6 +99,23 @@ class ContextSettings:
 
 
 @attrs.frozen
+class ActionSettings:
+    """Explain and refactor code actions."""
+
+    enabled: bool = True
+    hover: bool = False
+    """Explain the symbol under the mouse on hover (a model call: slow on a CPU)."""
+    explain_max_tokens: int = attrs.field(default=400, validator=_positive)
+    """Most tokens of one explanation."""
+    max_lines: int = attrs.field(default=200, validator=_positive)
+    """Largest piece of code (in lines) to explain or rewrite."""
+    retries: int = attrs.field(default=1, validator=_non_negative)
+    """Further attempts when a rewrite fails its checks (parse, range)."""
+    context_budget_tokens: int = attrs.field(default=768, validator=_non_negative)
+    """Prompt tokens for definitions from other files that the code uses."""
+
+
+@attrs.frozen
 class Settings:
     """Everything configurable; every field has a default."""
 
@@ -111,6 +128,7 @@ class Settings:
     local: LocalSettings = LocalSettings()
     completion: CompletionSettings = CompletionSettings()
     context: ContextSettings = ContextSettings()
+    actions: ActionSettings = ActionSettings()
 
 
 CLIENT_KEYS = frozenset({"client", "server", "trace"})

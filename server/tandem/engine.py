@@ -180,7 +180,7 @@ class CompletionEngine:
         current = self.index.update(path, doc.text, doc.language_id)
         if current is None:
             return builder.Context()
-        count = self._token_counter()
+        count = self.token_counter()
         found = builder.build(
             current,
             doc.text,
@@ -204,7 +204,7 @@ class CompletionEngine:
         }
         return found
 
-    def _token_counter(self) -> Callable[[str], int]:
+    def token_counter(self) -> Callable[[str], int]:
         """The backend's tokenizer, memoised; an estimate before the model loads.
 
         The same definitions are counted request after request while typing.

@@ -19,11 +19,13 @@ from pygls import uris
 from pygls.lsp.server import LanguageServer
 
 from tandem import __version__, models
+from tandem.assist.assistant import Assistant
 from tandem.backends import BackendError, backend_class
 from tandem.backends.llama_cpp import LlamaCppBackend, LlamaCppOptions
 from tandem.config import Settings, build
 from tandem.context.builder import OpenDocument
 from tandem.engine import CompletionEngine
+from tandem.protocol import TandemProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +36,19 @@ SETTINGS_WAIT_S = 10.0
 class TandemServer(LanguageServer):
     """The tandem-ls language server."""
 
+    protocol: TandemProtocol
+
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(
             name="tandem-ls",
             version=__version__,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=TandemProtocol,
         )
         self.settings = settings or Settings()
         self.initialization_options: Any = None
         self.engine = CompletionEngine()
+        self.assistant = Assistant(self.engine)
         self.model_state = "not loaded"
         """One of: not loaded, downloading, loading, ready, unavailable."""
         self.model_message = ""
@@ -93,9 +99,13 @@ class TandemServer(LanguageServer):
 
     @contextlib.asynccontextmanager
     async def work_done(
-        self, title: str
+        self, title: str, *, cancellable: bool = False
     ) -> AsyncIterator[Callable[[str, int | None], None]]:
-        """A ``$/progress`` work-done report, if the client supports it."""
+        """A ``$/progress`` work-done report, if the client supports it.
+
+        With ``cancellable``, the client's cancel button cancels the task that
+        entered this context.
+        """
         caps = self.client_capabilities.window
         if caps is None or not caps.work_done_progress:
             yield lambda message, percentage: None
@@ -115,11 +125,21 @@ class TandemServer(LanguageServer):
             )
 
         self.work_done_progress.begin(
-            token, types.WorkDoneProgressBegin(title=title, cancellable=False)
+            token, types.WorkDoneProgressBegin(title=title, cancellable=cancellable)
         )
+        task = asyncio.current_task()
+        cancelled = self.work_done_progress.tokens.get(token)
+        if cancellable and task is not None and cancelled is not None:
+            loop = asyncio.get_running_loop()
+            cancelled.add_done_callback(
+                lambda f: (
+                    loop.call_soon_threadsafe(task.cancel) if f.cancelled() else None
+                )
+            )
         try:
             yield report
         finally:
+            self.work_done_progress.tokens.pop(token, None)
             self.work_done_progress.end(token, types.WorkDoneProgressEnd())
 
     # -- settings and the backend -----------------------------------------------
@@ -277,6 +297,7 @@ class TandemServer(LanguageServer):
                 **(attrs.asdict(info) if info is not None else {}),
             },
             "stats": attrs.asdict(self.engine.stats),
+            "actions": attrs.asdict(self.assistant.stats),
             "backendCounters": attrs.asdict(counters) if counters else {},
             "index": {**self.index_stats, "indexed": len(self.engine.index)},
             "settings": attrs.asdict(self.settings),
@@ -378,9 +399,9 @@ class TandemServer(LanguageServer):
 
 def create_server(settings: Settings | None = None) -> TandemServer:
     """A new server with every feature registered (order matters)."""
-    from tandem.features import commands, completion, documents, lifecycle
+    from tandem.features import actions, commands, completion, documents, lifecycle
 
     server = TandemServer(settings)
-    for feature in (lifecycle, documents, completion, commands):
+    for feature in (lifecycle, documents, completion, commands, actions):
         feature.register(server)
     return server

@@ -41,9 +41,23 @@ def capabilities(client: str) -> types.ClientCapabilities:
     return caps
 
 
+def _command_or_code_action(obj: Any, _: type) -> types.Command | types.CodeAction:
+    """lsprotocol reads any code action that has a ``command`` as a Command (its
+    hook checks for the key, not for a string); editors check the type."""
+    converter = _command_or_code_action.converter  # type: ignore[attr-defined]
+    if isinstance(obj.get("command"), str):
+        return converter.structure(obj, types.Command)  # type: ignore[no-any-return]
+    return converter.structure(obj, types.CodeAction)  # type: ignore[no-any-return]
+
+
 def answer_client_requests(client: LanguageClient) -> list[Any]:
     """Handle what a real editor handles; returns the status notifications seen."""
     statuses: list[Any] = []
+    converter = client.protocol._converter
+    _command_or_code_action.converter = converter  # type: ignore[attr-defined]
+    converter.register_structure_hook(
+        types.Command | types.CodeAction, _command_or_code_action
+    )
 
     @client.feature(types.CLIENT_REGISTER_CAPABILITY)
     def register_capability(params: types.RegistrationParams) -> None:

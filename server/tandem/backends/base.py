@@ -30,6 +30,23 @@ class GenerateRequest:
     """Line comment of the language, for context given to models without markers."""
 
 
+@attrs.frozen
+class ChatMessage:
+    """One turn of a chat: role is system, user or assistant."""
+
+    role: str
+    content: str
+
+
+@attrs.frozen
+class ChatRequest:
+    """An instruction-following generation with the model's chat template."""
+
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int = 512
+    temperature: float = 0.0
+
+
 @attrs.define
 class GenerationStats:
     """What one generation cost; filled in by the backend as it runs."""
@@ -57,6 +74,12 @@ class Backend(Protocol):
         """
         ...
 
+    def chat(
+        self, req: ChatRequest, stats: GenerationStats | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Stream the assistant's answer to ``req.messages``; cancellable likewise."""
+        ...
+
     async def aclose(self) -> None:
         """Free the model or the HTTP client."""
         ...
@@ -76,6 +99,18 @@ class BackendAuthError(BackendError):
 
 class BackendConfigError(BackendError):
     """The backend's settings are wrong (bad path, bad option)."""
+
+
+class ContextTooLarge(BackendError):
+    """The prompt does not fit the model's context window."""
+
+    def __init__(self, needed: int, available: int) -> None:
+        super().__init__(
+            f"the request needs {needed} tokens; the model's context window "
+            f"leaves {available}"
+        )
+        self.needed = needed
+        self.available = available
 
 
 class UnknownBackendError(KeyError):

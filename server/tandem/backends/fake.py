@@ -1,13 +1,28 @@
-"""A scripted backend: replays queued answers. For tests; never leaves the process."""
+"""A scripted backend: replays queued answers. For tests; never leaves the process.
+
+A server started with ``backend: "fake"`` reads its script from the JSON file named
+by ``TANDEM_FAKE_SCRIPT`` (a list of answers: a string, or a list of chunks), so
+end-to-end tests can inject model output, broken output included.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections import deque
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import ClassVar
 
-from tandem.backends.base import BackendError, GenerateRequest, GenerationStats
+from tandem.backends.base import (
+    BackendError,
+    ChatRequest,
+    GenerateRequest,
+    GenerationStats,
+)
+
+SCRIPT_ENV = "TANDEM_FAKE_SCRIPT"
 
 
 class FakeBackend:
@@ -22,20 +37,37 @@ class FakeBackend:
 
     def __init__(self, chunk_delay: float = 0.0) -> None:
         self.script: deque[list[str] | BaseException] = deque()
-        self.requests: list[GenerateRequest] = []
+        self.requests: list[GenerateRequest | ChatRequest] = []
         self.chunk_delay = chunk_delay
         self.cancelled = 0
         self.closed = False
+        if path := os.environ.get(SCRIPT_ENV):
+            self.enqueue(*json.loads(Path(path).read_text(encoding="utf-8")))
 
     def enqueue(self, *answers: list[str] | str | BaseException) -> None:
         """Queue answers; a plain string is one chunk."""
         for answer in answers:
             self.script.append([answer] if isinstance(answer, str) else answer)
 
-    async def generate(
+    def generate(
         self, req: GenerateRequest, stats: GenerationStats | None = None
     ) -> AsyncGenerator[str, None]:
         """Replay the next scripted answer chunk by chunk."""
+        return self._replay(req, len(req.prompt.split()), stats)
+
+    def chat(
+        self, req: ChatRequest, stats: GenerationStats | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Replay the next scripted answer as the assistant's reply."""
+        words = sum(len(m.content.split()) for m in req.messages)
+        return self._replay(req, words, stats)
+
+    async def _replay(
+        self,
+        req: GenerateRequest | ChatRequest,
+        prompt_tokens: int,
+        stats: GenerationStats | None,
+    ) -> AsyncGenerator[str, None]:
         if self.closed:
             raise BackendError("fake backend is closed")
         self.requests.append(req)
@@ -43,7 +75,7 @@ class FakeBackend:
         if isinstance(answer, BaseException):
             raise answer
         if stats is not None:
-            stats.prompt_tokens = len(req.prompt.split())
+            stats.prompt_tokens = prompt_tokens
         try:
             for chunk in answer:
                 await asyncio.sleep(self.chunk_delay)

@@ -28,6 +28,8 @@ from tandem.backends.base import (
     BackendConfigError,
     BackendError,
     BackendUnavailable,
+    ChatRequest,
+    ContextTooLarge,
     GenerateRequest,
     GenerationStats,
 )
@@ -164,6 +166,8 @@ class LlamaCppBackend:
         self._abort_flag: threading.Event | None = None
         self._abort_cb: Any = None  # keeps the ctypes callback alive
         self._closed = False
+        self._chat_format: Any = None
+        self._template_has_bos = False
 
     # -- loading ---------------------------------------------------------------
 
@@ -233,6 +237,17 @@ class LlamaCppBackend:
             self._special_ids[t] for t in stop_texts if self._has_token(t)
         )
         self._prefix_bos = llm.tokenize(b"", add_bos=True, special=False)
+        template = meta.get("tokenizer.chat_template")
+        if template:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            # The template's own special tokens: we stop on end-of-generation
+            # token ids, not on text, so the formatter's stop strings are unused.
+            bos = self._token_text(llm.token_bos())
+            self._chat_format = Jinja2ChatFormatter(
+                template, eos_token=self._token_text(llm.token_eos()), bos_token=bos
+            )
+            self._template_has_bos = bool(bos) and "bos_token" in template
         self.info = ModelInfo(
             path=str(path),
             name=name,
@@ -265,6 +280,13 @@ class LlamaCppBackend:
 
         self._abort_cb = llama_cpp.ggml_abort_callback(should_abort)
         llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, None)
+
+    def _token_text(self, token: int) -> str:
+        assert self._llm is not None
+        if token < 0:
+            return ""
+        piece: object = self._llm._model.token_get_text(token)
+        return piece if isinstance(piece, str) else ""
 
     def _has_token(self, text: str) -> bool:
         """Whether ``text`` is one control token of the model (remembering its id)."""
@@ -324,12 +346,58 @@ class LlamaCppBackend:
                         break
         return self._prefix_bos + [t for piece in pieces for t in piece]
 
+    def chat_tokens(self, req: ChatRequest) -> list[int]:
+        """The chat prompt as token ids; ContextTooLarge when it cannot fit."""
+        assert self._llm is not None
+        prompt = self._chat_prompt(req)
+        tokens = self._llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        if not self._template_has_bos and self._prefix_bos:
+            tokens = self._prefix_bos + tokens
+        available = self._llm.n_ctx() - req.max_tokens
+        if len(tokens) > available:
+            raise ContextTooLarge(len(tokens), available)
+        return tokens
+
+    def _chat_prompt(self, req: ChatRequest) -> str:
+        messages = [{"role": m.role, "content": m.content} for m in req.messages]
+        if self._chat_format is None:
+            # No template in the GGUF: a plain transcript the model can continue.
+            turns = [f"### {m['role'].title()}\n{m['content']}\n" for m in messages]
+            return "\n".join(turns) + "\n### Assistant\n"
+        prompt: str = self._chat_format(messages=messages).prompt
+        return prompt
+
     # -- generation --------------------------------------------------------------
 
     async def generate(
         self, req: GenerateRequest, stats: GenerationStats | None = None
     ) -> AsyncGenerator[str, None]:
         """Stream the completion; cancelling stops prompt eval and generation."""
+        job = _Job(
+            lambda: self.prompt_tokens(req),
+            req.max_tokens,
+            req.temperature,
+            req.stop,
+            stats or GenerationStats(),
+        )
+        async for chunk in self._stream(job):
+            yield chunk
+
+    async def chat(
+        self, req: ChatRequest, stats: GenerationStats | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Stream an answer rendered with the model's own chat template."""
+        job = _Job(
+            lambda: self.chat_tokens(req),
+            req.max_tokens,
+            req.temperature,
+            (),
+            stats or GenerationStats(),
+        )
+        async for chunk in self._stream(job):
+            yield chunk
+
+    async def _stream(self, job: _Job) -> AsyncGenerator[str, None]:
         await self.load()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
@@ -338,10 +406,8 @@ class LlamaCppBackend:
         def emit(item: object) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        job = loop.run_in_executor(
-            self._executor, self._run, req, stats or GenerationStats(), stop, emit
-        )
-        job.add_done_callback(_consume_exception)
+        done = loop.run_in_executor(self._executor, self._run, job, stop, emit)
+        done.add_done_callback(_consume_exception)
         try:
             while True:
                 item = await queue.get()
@@ -355,11 +421,7 @@ class LlamaCppBackend:
             stop.set()
 
     def _run(
-        self,
-        req: GenerateRequest,
-        stats: GenerationStats,
-        stop: threading.Event,
-        emit: Callable[[object], None],
+        self, job: _Job, stop: threading.Event, emit: Callable[[object], None]
     ) -> None:
         """Worker thread: evaluate the prompt and sample tokens until done."""
         if stop.is_set():
@@ -374,8 +436,9 @@ class LlamaCppBackend:
         counters = self.counters
         counters.runs += 1
         first_token_at: float | None = None
+        stats = job.stats
         try:
-            tokens = self.prompt_tokens(req)
+            tokens = job.tokens()
             cached = 0
             for a, b in zip(llm._input_ids, tokens, strict=False):
                 if a != b:
@@ -389,7 +452,7 @@ class LlamaCppBackend:
             generated: list[int] = []
             emitted = ""
             for token in llm.generate(
-                tokens, temp=req.temperature, top_k=40, top_p=0.95, reset=True
+                tokens, temp=job.temperature, top_k=40, top_p=0.95, reset=True
             ):
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
@@ -404,13 +467,13 @@ class LlamaCppBackend:
                 stats.generated_tokens = len(generated)
                 text = llm.detokenize(generated).decode("utf-8", errors="replace")
                 if not text.endswith("\ufffd"):
-                    text, hit_stop = _cut_at_stop(text, req.stop)
+                    text, hit_stop = _cut_at_stop(text, job.stop)
                     if len(text) > len(emitted):
                         emit(text[len(emitted) :])
                         emitted = text
                     if hit_stop:
                         break
-                if len(generated) >= req.max_tokens:
+                if len(generated) >= job.max_tokens:
                     break
             counters.generated_tokens += len(generated)
             if first_token_at is not None:
@@ -426,6 +489,8 @@ class LlamaCppBackend:
                 emit(_DONE)
             else:
                 emit(BackendError(f"llama.cpp failed: {e}"))
+        except BackendError as e:
+            emit(e)
         except Exception as e:  # surfaces in the awaiting task, never lost
             emit(e)
         finally:
@@ -440,6 +505,18 @@ class LlamaCppBackend:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, _close_llama, llm)
         self._executor.shutdown(wait=False)
+
+
+@attrs.frozen
+class _Job:
+    """One generation for the worker: how to build the prompt, and limits."""
+
+    tokens: Callable[[], list[int]]
+    """Builds the prompt token ids (on the worker thread: it needs the model)."""
+    max_tokens: int
+    temperature: float
+    stop: tuple[str, ...]
+    stats: GenerationStats
 
 
 def _close_llama(llm: Llama | None) -> None:

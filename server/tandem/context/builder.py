@@ -325,6 +325,23 @@ def build(
     return pack(ranked, budget_tokens, count_tokens)
 
 
+def for_code(
+    current: FileSymbols,
+    code: str,
+    index: WorkspaceIndex,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int],
+) -> Context:
+    """Definitions from other files of the names ``code`` uses (explain, refactor)."""
+    if budget_tokens <= 0:
+        return Context()
+    words = dict.fromkeys(_IDENT.findall(code))
+    names = [
+        w for w in words if w not in _COMMON and not keyword.iskeyword(w) and len(w) > 2
+    ]
+    return pack(rank(current, names, index), budget_tokens, count_tokens)
+
+
 def relative(path: str, roots: list[str]) -> str:
     """``path`` relative to the workspace folder holding it (for file markers)."""
     for root in roots:

@@ -307,3 +307,42 @@ def _doc(node: Node, source: bytes, language: str) -> str:
         lines = [ln.strip(" /*!\t") for ln in text.split("\n")]
         return next((ln for ln in lines if ln), "")[:160]
     return ""
+
+
+_WRAPPERS = {"decorated_definition", "export_statement", "template_declaration"}
+"""Nodes that belong to the definition they wrap (decorators, ``export``)."""
+
+
+def enclosing_definition(
+    text: str, language: str, first_line: int, last_line: int
+) -> tuple[int, int] | None:
+    """The lines of the innermost function or class around the given lines.
+
+    Returns (first, last), 0-based and inclusive, decorators included; None when
+    the lines are not inside a definition.
+    """
+    tree = parser(language).parse(text.encode("utf-8", errors="replace"))
+    node: Node | None = tree.root_node.named_descendant_for_point_range(
+        (first_line, 0), (last_line, 0)
+    )
+    while node is not None:
+        if node.type in _FUNCTIONS or node.type in _CLASSES:
+            while node.parent is not None and node.parent.type in _WRAPPERS:
+                node = node.parent
+            return node.start_point[0], node.end_point[0]
+        node = node.parent
+    return None
+
+
+def syntax_errors(text: str, language: str) -> int:
+    """How many ERROR and MISSING nodes tree-sitter finds in ``text``."""
+    tree = parser(language).parse(text.encode("utf-8", errors="replace"))
+    count = 0
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            count += 1
+        # Only subtrees that hold an error are worth visiting.
+        stack.extend(c for c in node.children if c.has_error or c.is_missing)
+    return count

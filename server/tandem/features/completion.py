@@ -32,7 +32,7 @@ async def complete_at(
         return None
     await ls.wait_for_backend()
     snapshot = Document(
-        uri, doc.source, doc.language_id or "", _rel_path(ls, doc), doc.path or None
+        uri, doc.source, doc.language_id or "", rel_path(ls, doc), doc.path or None
     )
     try:
         result = await ls.engine.complete(
@@ -50,7 +50,7 @@ async def complete_at(
     return doc, result
 
 
-def _rel_path(ls: TandemServer, doc: TextDocument) -> str | None:
+def rel_path(ls: TandemServer, doc: TextDocument) -> str | None:
     path = doc.path
     root = ls.workspace.root_path
     if not path:

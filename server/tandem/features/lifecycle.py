@@ -101,4 +101,5 @@ def register(server: TandemServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: TandemServer, params: None) -> None:
+        ls.protocol.cancel_pending()
         await ls.aclose()

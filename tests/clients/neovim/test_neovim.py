@@ -172,3 +172,52 @@ def test_checkhealth(nvim: pynvim.Nvim, tmp_path: Path) -> None:
     assert "GPU offload off" in report
     assert f"OK model found: {qwen_model()}" in report
     assert "ERROR" not in report
+
+
+MIXING = (
+    "def blend(weight, first, second):\n"
+    "    r = first[0] * weight + second[0] * (1 - weight)\n"
+    "    g = first[1] * weight + second[1] * (1 - weight)\n"
+    "    b = first[2] * weight + second[2] * (1 - weight)\n"
+    "    return (r, g, b)\n"
+)
+
+
+@pytest.mark.slow
+def test_explain_streams_into_a_float(nvim: pynvim.Nvim, tmp_path: Path) -> None:
+    open_python(nvim, tmp_path / "mixing.py", MIXING)
+    nvim.command("2,4TandemExplain")
+    final = lua_until(nvim, "require('tandem').last_explanation or ''", " ")
+    floats = nvim.exec_lua(
+        "local out = {}\n"
+        "for _, w in ipairs(vim.api.nvim_list_wins()) do\n"
+        "  if vim.api.nvim_win_get_config(w).relative ~= '' then\n"
+        "    local b = vim.api.nvim_win_get_buf(w)\n"
+        "    local lines = vim.api.nvim_buf_get_lines(b, 0, -1, false)\n"
+        "    table.insert(out, table.concat(lines, '\\n'))\n"
+        "  end\n"
+        "end\n"
+        "return out"
+    )
+    assert floats == [final]
+    assert "weight" in final
+
+
+@pytest.mark.slow
+def test_docstring_code_action_edits_the_buffer(
+    nvim: pynvim.Nvim, tmp_path: Path
+) -> None:
+    open_python(nvim, tmp_path / "mixing.py", MIXING)
+    nvim.command("normal! 2G")
+    nvim.exec_lua(
+        "vim.lsp.buf.code_action({ apply = true, filter = function(a)"
+        " return a.title == 'tandem: Add docstring' end })"
+    )
+    wait_for(lambda: len(nvim.current.buffer) > 5, "the docstring edit")
+    lines = list(nvim.current.buffer)
+    assert lines[0] == MIXING.splitlines()[0]
+    assert lines[1].strip().startswith(('"""', "'''"))
+    original = MIXING.splitlines()
+    assert [line for line in lines if line in original] == original
+    nvim.command("undo")  # one undo step takes the whole edit back
+    assert "\n".join(nvim.current.buffer) + "\n" == MIXING

@@ -6,7 +6,9 @@
 --     ghost = { enabled = true, debounce_ms = 150, accept = "<Tab>" },
 --   })
 --
--- Commands: :TandemStatus, :TandemOffline on|off|toggle. Statusline:
+-- Commands: :TandemStatus, :TandemOffline on|off|toggle, :[range]TandemExplain,
+-- :[range]TandemRefactor {instruction}. Docstrings, type hints, simplify, extract and
+-- fixes are code actions (vim.lsp.buf.code_action()). Statusline:
 -- require("tandem").statusline(). Health: :checkhealth tandem.
 
 local M = {}
@@ -101,6 +103,94 @@ function M.accept()
   return require("tandem.ghost").accept(vim.api.nvim_get_current_buf())
 end
 
+--- The LSP range of an Ex command's line range, or the cursor when it has none.
+local function command_range(a)
+  if a.range == 0 then
+    local pos = vim.api.nvim_win_get_cursor(0)
+    local line = vim.api.nvim_get_current_line():sub(1, pos[2])
+    local c = client(0)
+    local col = vim.str_utfindex(line, c and c.offset_encoding or "utf-16")
+    local here = { line = pos[1] - 1, character = col }
+    return { start = here, ["end"] = here }
+  end
+  return { start = { line = a.line1 - 1, character = 0 }, ["end"] = { line = a.line2, character = 0 } }
+end
+
+local explain = { buf = nil, win = nil, token = nil }
+
+--- Show `text` (Markdown) in the explanation float, opening it if needed.
+local function show_explanation(text)
+  local lines = vim.split(text, "\n", { plain = true })
+  if not (explain.buf and vim.api.nvim_buf_is_valid(explain.buf)) then
+    explain.buf = vim.api.nvim_create_buf(false, true)
+    vim.bo[explain.buf].filetype = "markdown"
+    vim.keymap.set("n", "q", "<cmd>close<cr>", { buffer = explain.buf })
+  end
+  vim.api.nvim_buf_set_lines(explain.buf, 0, -1, false, lines)
+  local width = math.min(80, math.floor(vim.o.columns * 0.8))
+  local height = math.max(1, math.min(#lines, math.floor(vim.o.lines * 0.5)))
+  if explain.win and vim.api.nvim_win_is_valid(explain.win) then
+    vim.api.nvim_win_set_config(explain.win, { width = width, height = height })
+  else
+    explain.win = vim.api.nvim_open_win(explain.buf, false, {
+      relative = "cursor", row = 1, col = 0, width = width, height = height,
+      style = "minimal", border = "rounded", title = " tandem: explanation ",
+    })
+    vim.wo[explain.win].wrap = true
+    vim.wo[explain.win].conceallevel = 2
+  end
+end
+
+--- Streamed text of the explanation under way ($/progress from the server).
+local function on_progress(ev)
+  local params = ev.data and ev.data.params
+  local value = params and params.value
+  if type(value) ~= "table" then
+    return
+  end
+  if value.kind == "begin" and value.title == "tandem: explaining" then
+    explain.token = params.token
+  elseif params.token == explain.token and value.kind == "report" and value.message then
+    show_explanation(value.message)
+  end
+end
+
+--- :TandemExplain: explain the lines (or the definition at the cursor).
+function M.explain(a)
+  local buf = vim.api.nvim_get_current_buf()
+  local arg = { uri = vim.uri_from_bufnr(buf), range = command_range(a) }
+  M.execute("tandem.explain", { arg }, function(result)
+    explain.token = nil
+    if result and result.markdown ~= "" then
+      M.last_explanation = result.markdown
+      show_explanation(result.markdown)
+    end
+  end)
+end
+
+--- :TandemRefactor {instruction}: rewrite the lines as told; the edit is checked
+--- by the server and applied through the editor (undo with `u`).
+function M.refactor(a)
+  local buf = vim.api.nvim_get_current_buf()
+  local rng = command_range(a)
+  local function run(instruction)
+    if not instruction or instruction == "" then
+      return
+    end
+    local arg = { uri = vim.uri_from_bufnr(buf), range = rng, task = "rewrite", instruction = instruction }
+    M.execute("tandem.refactor", { arg }, function(result)
+      if result and not result.applied and result.message then
+        vim.notify("tandem: " .. result.message, vim.log.levels.WARN)
+      end
+    end)
+  end
+  if a.args ~= "" then
+    run(a.args)
+  else
+    vim.ui.input({ prompt = "tandem: rewrite how? " }, run)
+  end
+end
+
 local function on_attach(c, buf)
   local ghost = M.config.ghost
   if not ghost.enabled then
@@ -135,6 +225,19 @@ function M.setup(opts)
 
   vim.api.nvim_create_user_command("TandemStatus", M.show_status, {
     desc = "tandem-ls: model, backend and counters",
+  })
+  vim.api.nvim_create_user_command("TandemExplain", M.explain, {
+    range = true,
+    desc = "tandem-ls: explain the lines, or the definition at the cursor",
+  })
+  vim.api.nvim_create_user_command("TandemRefactor", M.refactor, {
+    range = true,
+    nargs = "*",
+    desc = "tandem-ls: rewrite the lines as instructed",
+  })
+  vim.api.nvim_create_autocmd("LspProgress", {
+    group = vim.api.nvim_create_augroup("tandem.explain", { clear = true }),
+    callback = on_progress,
   })
   vim.api.nvim_create_user_command("TandemOffline", function(a)
     M.set_offline(a.args)

@@ -1,0 +1,1 @@
+"""Explanations and refactors: prompts, checked edits, the assistant."""

@@ -1,0 +1,119 @@
+"""The assistant against the scripted backend: regions, checks, retries, streaming."""
+
+from __future__ import annotations
+
+import pytest
+
+from tandem.assist.assistant import Assistant, NoSafeEdit, TooLarge
+from tandem.assist.prompts import TASKS
+from tandem.backends.base import ChatRequest
+from tandem.backends.fake import FakeBackend
+from tandem.context.symbols import enclosing_definition
+from tandem.engine import CompletionEngine, Document
+
+SRC = (
+    "import math\n"
+    "\n"
+    "\n"
+    "@staticmethod\n"
+    "def area(radius):\n"
+    "    return math.pi * radius ** 2\n"
+    "\n"
+    "\n"
+    "print(area(2))\n"
+)
+DOC = Document("file:///w/geo.py", SRC, "python", "geo.py", "/w/geo.py")
+CURSOR = SRC.index("return")
+GOOD = (
+    "```python\n@staticmethod\ndef area(radius):\n"
+    '    """The area of a circle."""\n'
+    "    return math.pi * radius ** 2\n```"
+)
+BROKEN = "```python\n@staticmethod\ndef area(radius:\n    return math.pi\n```"
+
+
+def assistant(*answers: str) -> tuple[Assistant, FakeBackend]:
+    backend = FakeBackend()
+    backend.enqueue(*answers)
+    return Assistant(CompletionEngine(backend)), backend
+
+
+def test_the_enclosing_definition_includes_its_decorator() -> None:
+    line = SRC[:CURSOR].count("\n")
+    assert enclosing_definition(SRC, "python", line, line) == (3, 5)
+    assert enclosing_definition(SRC, "python", 8, 8) is None
+
+
+async def test_a_docstring_rewrite_is_one_checked_insertion() -> None:
+    helper, backend = assistant(GOOD)
+    found = await helper.rewrite(
+        DOC, CURSOR, CURSOR, TASKS["docstring"], max_lines=100, context_budget=0
+    )
+    assert found.attempts == 1 and found.backend == "fake"
+    assert found.region == (SRC.index("@static"), SRC.index("\n\n\nprint") + 1)
+    (change,) = found.changes
+    assert change.start == change.end == CURSOR - 4
+    assert change.new_text == '    """The area of a circle."""\n'
+    req = backend.requests[0]
+    assert isinstance(req, ChatRequest)
+    assert req.temperature == 0.0
+    user = req.messages[-1].content
+    assert "geo.py" in user and "def area(radius):" in user and "docstring" in user
+
+
+async def test_a_broken_answer_is_retried_warmer_and_never_returned() -> None:
+    helper, backend = assistant(BROKEN, GOOD)
+    found = await helper.rewrite(
+        DOC, CURSOR, CURSOR, TASKS["simplify"], max_lines=100, context_budget=0
+    )
+    assert found.attempts == 2
+    assert "does not parse" in found.rejected[0]
+    second = backend.requests[1]
+    assert isinstance(second, ChatRequest) and second.temperature > 0
+
+    helper, backend = assistant(BROKEN, BROKEN)
+    with pytest.raises(NoSafeEdit, match="does not parse"):
+        await helper.rewrite(
+            DOC, CURSOR, CURSOR, TASKS["simplify"], max_lines=100, context_budget=0
+        )
+    assert helper.stats.rewrites_refused == 1 and helper.stats.answers_rejected == 2
+
+
+async def test_a_docstring_task_may_not_change_code() -> None:
+    changed = GOOD.replace("radius ** 2", "radius * radius")
+    unchanged = GOOD.replace('    """The area of a circle."""\n', "")
+    helper, _ = assistant(changed, unchanged)
+    with pytest.raises(NoSafeEdit) as failure:
+        await helper.rewrite(
+            DOC, CURSOR, CURSOR, TASKS["docstring"], max_lines=100, context_budget=0
+        )
+    assert "changed existing code" in str(failure.value)
+    assert "no change" in str(failure.value)
+
+
+async def test_explain_streams_the_definition_at_the_cursor() -> None:
+    helper, backend = assistant(["It computes ", "the area."])
+    seen: list[str] = []
+    found = await helper.explain(
+        DOC,
+        CURSOR,
+        CURSOR,
+        max_tokens=50,
+        max_lines=100,
+        context_budget=0,
+        on_text=seen.append,
+    )
+    assert seen == ["It computes ", "It computes the area."]
+    assert found.text == "It computes the area."
+    req = backend.requests[0]
+    assert isinstance(req, ChatRequest) and req.max_tokens == 50
+    assert "def area(radius):" in req.messages[-1].content
+
+
+async def test_code_over_the_size_limit_is_refused_before_any_generation() -> None:
+    helper, backend = assistant(GOOD)
+    with pytest.raises(TooLarge, match="at most 2 lines"):
+        await helper.rewrite(
+            DOC, CURSOR, CURSOR, TASKS["docstring"], max_lines=2, context_budget=0
+        )
+    assert backend.requests == []
