@@ -177,15 +177,18 @@ class TandemServer(LanguageServer):
             self._backend_task.cancel()
         self._backend_task = self.run_task(self._start_backend(self.settings))
 
+    async def wait_for_settings(self) -> None:
+        """Wait for the client's settings (not for long: some never send them)."""
+        if not self.settings_applied.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.settings_applied.wait(), SETTINGS_WAIT_S)
+
     async def wait_for_backend(self) -> None:
         """Wait for the client's settings and a model load under way.
 
         A download is not waited for: it takes minutes, and progress shows it.
         """
-        if not self.settings_applied.is_set():
-            # A client that never sends `initialized` still gets completions.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.settings_applied.wait(), SETTINGS_WAIT_S)
+        await self.wait_for_settings()
         if self.model_state == "downloading":
             return
         task = self._backend_task

@@ -270,3 +270,24 @@ async def test_shutdown_while_explaining_answers_both_requests() -> None:
         # session() shuts down on exit: that must answer, and so must explain.
     with pytest.raises(JsonRpcRequestCancelled):
         await running
+
+
+@pytest.mark.slow
+async def test_hover_explains_only_when_the_setting_is_on(tmp_path: Path) -> None:
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([["Blends ", "two colours."]]))
+    env = {"TANDEM_FAKE_SCRIPT": str(script)}
+    hover = types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=URI),
+        position=types.Position(line=5, character=8),
+    )
+    async with session(env, {"backend": "fake"}) as client:
+        open_doc(client, URI, MIXING)
+        assert await client.text_document_hover_async(hover) is None  # off: no call
+    options = {"backend": "fake", "actions": {"hover": True}}
+    async with session(env, options) as client:
+        open_doc(client, URI, MIXING)
+        found = await client.text_document_hover_async(hover)
+        assert found is not None and isinstance(found.contents, types.MarkupContent)
+        assert found.contents.value == "Blends two colours."
+        assert found.range is not None and found.range.start.line == 3

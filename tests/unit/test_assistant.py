@@ -117,3 +117,16 @@ async def test_code_over_the_size_limit_is_refused_before_any_generation() -> No
             DOC, CURSOR, CURSOR, TASKS["docstring"], max_lines=2, context_budget=0
         )
     assert backend.requests == []
+
+
+async def test_the_prompt_holds_definitions_the_code_uses_from_other_files() -> None:
+    helper, backend = assistant("It scales.")
+    other = "def scale(value, factor):\n    return value * factor\n"
+    helper.engine.index.update("/w/util.py", other, "python")
+    text = "from util import scale\n\n\ndef double(x):\n    return scale(x, 2)\n"
+    doc = Document("file:///w/main.py", text, "python", "main.py", "/w/main.py")
+    at = text.index("return")
+    await helper.explain(doc, at, at, max_tokens=20, max_lines=100, context_budget=200)
+    req = backend.requests[0]
+    assert isinstance(req, ChatRequest)
+    assert "def scale(value, factor)" in req.messages[-1].content

@@ -300,6 +300,7 @@ async def refactor(ls: TandemServer, *args: Any) -> dict[str, Any]:
 
 async def hover(ls: TandemServer, params: types.HoverParams) -> types.Hover | None:
     """An explanation of the definition under the cursor, when the setting is on."""
+    await ls.wait_for_settings()
     settings = ls.settings.actions
     if not (settings.enabled and settings.hover):
         return None
