@@ -23,7 +23,7 @@ DEFAULT_MODEL_REPO = "TheBloke/CodeLlama-7B-GGUF"
 DEFAULT_MODEL_FILE = "codellama-7b.Q4_K_M.gguf"
 
 
-def _positive(_inst: object, attr: attrs.Attribute[Any], value: int | None) -> None:
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and value <= 0:
         raise ValueError(f"must be positive, got {value}")
 
@@ -115,6 +115,141 @@ class ActionSettings:
     """Prompt tokens for definitions from other files that the code uses."""
 
 
+DEFAULT_NEVER_SEND = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.kdbx",
+    "id_rsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    "credentials*",
+    "secrets/",
+    ".secrets/",
+    ".ssh/",
+)
+"""Files (gitignore patterns) never put into a prompt for a non-local backend."""
+
+NETWORK_BACKENDS = ("ollama", "openai", "anthropic")
+ROUTE_NAMES = ("local", *NETWORK_BACKENDS)
+
+
+def _route(_inst: object, attr: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise ValueError("must name at least one backend")
+    for name in value:
+        if name not in ROUTE_NAMES:
+            raise ValueError(
+                f"unknown backend {name!r}; known: {', '.join(ROUTE_NAMES)}"
+            )
+
+
+@attrs.frozen
+class OllamaSettings:
+    """An Ollama server (``ollama serve``)."""
+
+    host: str = "http://127.0.0.1:11434"
+    model: str = "qwen2.5-coder:1.5b"
+    """Model for completions (FIM through Ollama's ``suffix``)."""
+    chat_model: str = ""
+    """Model for explain and refactor; empty: ``model``."""
+    timeout_s: float = attrs.field(default=30.0, validator=_positive)
+
+
+@attrs.frozen
+class OpenAISettings:
+    """An OpenAI-compatible server: OpenAI, LM Studio, vLLM, llama-server, ..."""
+
+    preset: str = attrs.field(
+        default="openai",
+        validator=attrs.validators.in_(
+            (
+                "openai",
+                "lmstudio",
+                "vllm",
+                "llama-server",
+                "llama-cpp-python",
+                "openrouter",
+                "groq",
+                "gemini",
+                "custom",
+            )
+        ),
+    )
+    base_url: str = ""
+    """Empty: the preset's (e.g. http://127.0.0.1:1234/v1 for LM Studio)."""
+    model: str = ""
+    """Empty: the preset's default model, or the first the server lists."""
+    api_key_env: str = ""
+    """Environment variable with the API key; empty: the preset's (none for local
+    servers). Keys are never read from settings, logged or written anywhere."""
+    completion_mode: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "suffix", "chat"))
+    )
+    """``suffix``: /completions with the text after the cursor (FIM servers);
+    ``chat``: a fill-in instruction to /chat/completions; auto: the preset's."""
+    timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    price_in_per_mtok: float = attrs.field(default=-1.0)
+    """USD per million prompt tokens for the spend estimate; -1: the preset's."""
+    price_out_per_mtok: float = attrs.field(default=-1.0)
+
+
+@attrs.frozen
+class AnthropicSettings:
+    """Anthropic's Messages API (streaming, over httpx)."""
+
+    model: str = "claude-sonnet-4-5"
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    base_url: str = "https://api.anthropic.com"
+    timeout_s: float = attrs.field(default=60.0, validator=_positive)
+    price_in_per_mtok: float = attrs.field(default=3.0, validator=_non_negative)
+    price_out_per_mtok: float = attrs.field(default=15.0, validator=_non_negative)
+
+
+@attrs.frozen
+class RoutingSettings:
+    """Which backend serves each task, and when a request may go to the cloud."""
+
+    completion: tuple[str, ...] = attrs.field(default=("local",), validator=_route)
+    """Backends to try in order; the next one serves when one fails."""
+    explain: tuple[str, ...] = attrs.field(default=("local",), validator=_route)
+    refactor: tuple[str, ...] = attrs.field(default=("local",), validator=_route)
+    escalate_to: str = attrs.field(
+        default="", validator=attrs.validators.in_(("", *NETWORK_BACKENDS))
+    )
+    """Backend for hard requests (explain, refactor); empty: never escalate."""
+    allow_escalation: bool = False
+    """Let hard requests go to ``escalateTo``: context too large for the local
+    model, large selections, a local rewrite that fails its checks, Ask Cloud."""
+    escalate_lines: int = attrs.field(default=120, validator=_positive)
+    """Selections longer than this (lines) count as hard."""
+    daily_spend_cap_usd: float = attrs.field(default=1.0, validator=_non_negative)
+    """No escalation once today's estimated spend reaches this."""
+
+
+@attrs.frozen
+class PrivacySettings:
+    """What may reach a backend that is not on this machine."""
+
+    never_send: tuple[str, ...] = DEFAULT_NEVER_SEND
+    """Files (gitignore patterns, workspace-relative) never sent: requests on them
+    stay local, and they never appear in another file's context."""
+    redact_secrets: bool = True
+    """Replace keys, tokens, private keys and passwords in payloads for non-local
+    backends with ``[REDACTED]``."""
+    cloud_context: str = attrs.field(
+        default="file", validator=attrs.validators.in_(("file", "workspace"))
+    )
+    """``file``: only the code of the current file; ``workspace``: also
+    definitions from other files."""
+
+
 @attrs.frozen
 class Settings:
     """Everything configurable; every field has a default."""
@@ -122,13 +257,20 @@ class Settings:
     backend: str = attrs.field(
         default="llama_cpp", validator=attrs.validators.in_(("llama_cpp", "fake"))
     )
-    """Completion backend. llama_cpp runs the model inside the server process."""
+    """The local backend: llama_cpp runs the model inside the server process
+    (``fake`` replays a script, for tests). Routing chains call it ``local``."""
     offline: bool = False
-    """Never open a network connection (no model download)."""
+    """Never open a network connection: no model download, no server or cloud
+    backend (requests stay local)."""
     local: LocalSettings = LocalSettings()
     completion: CompletionSettings = CompletionSettings()
     context: ContextSettings = ContextSettings()
     actions: ActionSettings = ActionSettings()
+    routing: RoutingSettings = RoutingSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    ollama: OllamaSettings = OllamaSettings()
+    openai: OpenAISettings = OpenAISettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
 
 
 CLIENT_KEYS = frozenset({"client", "server", "trace"})
@@ -153,6 +295,9 @@ def _check_leaf(value: Any, tp: Any) -> Any:
     if tp is type(None):
         if value is None:
             return None
+    elif typing.get_origin(tp) is tuple:
+        if isinstance(value, list | tuple):
+            return tuple(_check_leaf(v, args[0]) for v in value)
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)

@@ -275,7 +275,8 @@ class CompletionEngine:
                 max_lines=settings.max_lines,
                 multiline=settings.multiline,
             )
-        self.stats.last = {"backend": backend.name, **attrs.asdict(stats)}
+        used = getattr(backend, "last_backend", "") or backend.name
+        self.stats.last = {"backend": used, **attrs.asdict(stats)}
         logger.debug("completion %r -> %r (%s)", raw, text, self.stats.last)
         return Completion(text, "model", raw=raw, stats=stats)
 

@@ -26,6 +26,7 @@ from tandem.config import Settings, build
 from tandem.context.builder import OpenDocument
 from tandem.engine import CompletionEngine
 from tandem.protocol import TandemProtocol
+from tandem.routing import Router, default_spend_path
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,12 @@ class TandemServer(LanguageServer):
         )
         self.settings = settings or Settings()
         self.initialization_options: Any = None
-        self.engine = CompletionEngine()
+        self.router = Router(default_spend_path())
+        self.router.notify = lambda message: self.show_once(f"tandem: {message}")
+        self.router.changed = self.notify_status
+        self.engine = CompletionEngine(self.router.view("completion"))
         self.assistant = Assistant(self.engine)
+        self.assistant.backend_for = self.router.view  # type: ignore[assignment]
         self.model_state = "not loaded"
         """One of: not loaded, downloading, loading, ready, unavailable."""
         self.model_message = ""
@@ -153,12 +158,13 @@ class TandemServer(LanguageServer):
             )
         old = self.settings
         self.settings = settings
+        await self.router.configure(settings)
         if self.settings_applied.is_set() and settings.context != old.context:
             self.start_index()
         self.settings_applied.set()
         if settings.completion != old.completion:
             self.engine.cache.clear()
-        config = (settings.backend, settings.local)
+        config = (settings.backend, settings.local, _needs_local(settings))
         # Going offline changes nothing for a model that is loaded; it does stop
         # a download, and going online may allow one.
         offline_matters = (
@@ -169,7 +175,7 @@ class TandemServer(LanguageServer):
             self.engine.cache.clear()
             self.start_backend()
         elif settings != old:
-            self.protocol.notify(STATUS_NOTIFICATION, self.status())
+            self.notify_status()
 
     def start_backend(self) -> None:
         """(Re)start the backend in the background; requests wait for it."""
@@ -196,11 +202,16 @@ class TandemServer(LanguageServer):
             await asyncio.wait({task})  # not shield: a restart cancels the task
 
     async def _start_backend(self, settings: Settings) -> None:
-        old, self.engine.backend = self.engine.backend, None
+        old, self.router.local = self.router.local, None
+        self.router.local_problem = "the model is not loaded yet"
         if old is not None:
             await old.aclose()
+        if not _needs_local(settings):
+            self.router.local_problem = "no routing chain uses the local model"
+            self._set_state("not used", "no routing chain uses the local model")
+            return
         if settings.backend != "llama_cpp":
-            self.engine.backend = backend_class(settings.backend)()
+            self.router.local = backend_class(settings.backend)()
             self._set_state("ready", f"{settings.backend} backend")
             return
         resolution = await asyncio.to_thread(
@@ -228,7 +239,7 @@ class TandemServer(LanguageServer):
         except BackendError as e:
             await backend.aclose()
             return self._unavailable(str(e))
-        self.engine.backend = backend
+        self.router.local = backend
         self._set_state("ready", path.name)
 
     async def _download(self, settings: Settings) -> Any:
@@ -259,7 +270,7 @@ class TandemServer(LanguageServer):
                 return None
 
     def _unavailable(self, message: str) -> None:
-        self.engine.backend_problem = message
+        self.router.local_problem = message
         self._set_state("unavailable", message)
         self.show_once(f"tandem: {message}")
 
@@ -267,11 +278,15 @@ class TandemServer(LanguageServer):
         self.model_state = state
         self.model_message = message
         logger.info("model %s: %s", state, message)
+        self.notify_status()
+
+    def notify_status(self) -> None:
+        """Tell the client the status changed (``$/tandem/status``)."""
         self.protocol.notify(STATUS_NOTIFICATION, self.status())
 
     def status(self) -> dict[str, Any]:
         """The state clients show: backend, model, offline, counters."""
-        backend = self.engine.backend
+        backend = self.router.local
         info = getattr(backend, "info", None)
         counters = getattr(backend, "counters", None)
         model = self.model_state
@@ -281,19 +296,34 @@ class TandemServer(LanguageServer):
         elif self.model_message:
             model = f"{model}: {self.model_message}"
         stats = self.engine.stats
+        routing = self.router.status()
+        offline = routing["offline"]
+        chains = ", ".join(
+            f"{task} {'>'.join(chain)}" for task, chain in routing["chains"].items()
+        )
         summary = [
-            f"tandem-ls {__version__}, backend {self.settings.backend}"
-            + (", offline" if self.settings.offline else ""),
+            f"tandem-ls {__version__}, local backend {self.settings.backend}"
+            + (", offline" if offline is True else "")
+            + (", offline (network unreachable)" if offline == "auto" else ""),
             f"model: {model}",
             f"completions: {stats.requests} requests, {stats.cache_hits} from cache, "
             f"{stats.generations_completed} generated, "
             f"{stats.generations_cancelled} cancelled",
+            f"routing: {chains}; escalation "
+            + (
+                f"to {routing['escalateTo']}"
+                if routing["escalation"]
+                else f"off ({routing['escalationRefusal']})"
+            )
+            + f"; spent today ${routing['spendTodayUsd']:.2f} of "
+            f"${routing['dailySpendCapUsd']:.2f}",
         ]
         return {
             "summary": summary,
             "version": __version__,
             "backend": self.settings.backend,
-            "offline": self.settings.offline,
+            "offline": offline,
+            "routing": routing,
             "model": {
                 "state": self.model_state,
                 "message": self.model_message,
@@ -398,6 +428,16 @@ class TandemServer(LanguageServer):
         if self._backend_task is not None:
             self._backend_task.cancel()
         await self.engine.aclose()
+        await self.router.aclose()
+        local, self.router.local = self.router.local, None
+        if local is not None:
+            await local.aclose()
+
+
+def _needs_local(settings: Settings) -> bool:
+    """Whether any routing chain uses the in-process backend."""
+    routing = settings.routing
+    return "local" in (*routing.completion, *routing.explain, *routing.refactor)
 
 
 def create_server(settings: Settings | None = None) -> TandemServer:

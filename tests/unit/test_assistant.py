@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tandem.assist.assistant import Assistant, NoSafeEdit, TooLarge
-from tandem.assist.prompts import TASKS
+from tandem.assist.prompts import TASKS, with_context
 from tandem.backends.base import ChatRequest
 from tandem.backends.fake import FakeBackend
 from tandem.context.symbols import enclosing_definition
@@ -129,4 +129,8 @@ async def test_the_prompt_holds_definitions_the_code_uses_from_other_files() -> 
     await helper.explain(doc, at, at, max_tokens=20, max_lines=100, context_budget=200)
     req = backend.requests[0]
     assert isinstance(req, ChatRequest)
-    assert "def scale(value, factor)" in req.messages[-1].content
+    (context,) = req.context
+    assert (context.path, context.text) == ("util.py", "def scale(value, factor):")
+    # The router writes the definitions into the prompt, before the code.
+    user = with_context(req).messages[-1].content
+    assert user.index("def scale(value, factor)") < user.index("def double(x)")

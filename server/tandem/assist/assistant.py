@@ -19,7 +19,7 @@ import attrs
 
 from tandem.assist import edits, prompts
 from tandem.assist.edits import TextChange, UnsafeEdit
-from tandem.backends.base import Backend, ChatRequest, GenerationStats
+from tandem.backends.base import Backend, BackendError, ChatRequest, GenerationStats
 from tandem.context import builder
 from tandem.context.symbols import enclosing_definition, language_of
 from tandem.engine import BackendMissing, CompletionEngine, Document
@@ -75,17 +75,48 @@ class AssistStats:
     last: dict[str, Any] = attrs.field(factory=dict)
 
 
+class CloudRefused(Exception):
+    """The user asked for the cloud, and the settings do not allow it."""
+
+
+@attrs.frozen
+class Routing:
+    """How a request may be escalated: the user's ask, the size limit."""
+
+    cloud: bool = False
+    """The user asked for the cloud ("Ask Cloud")."""
+    escalate_lines: int = 0
+    """Code longer than this (lines) is a hard request; 0: no limit."""
+
+
 class Assistant:
-    """Explain and rewrite code with the engine's backend."""
+    """Explain and rewrite code with the backend each task is routed to."""
 
     def __init__(self, engine: CompletionEngine) -> None:
         self.engine = engine
         self.stats = AssistStats()
+        self.backend_for: Callable[[str], Backend | None] = lambda task: engine.backend
+        """The backend (a router view, in the server) for "explain" or "refactor"."""
 
-    def _backend(self) -> Backend:
-        backend = self.engine.backend
+    def _backend(self, task: str, code: str, routing: Routing) -> Backend:
+        """The task's backend, escalated when the request is hard or asked to be."""
+        backend = self.backend_for(task)
         if backend is None:
             raise BackendMissing(self.engine.backend_problem)
+        escalate: Callable[[str], Backend | None] | None = getattr(
+            backend, "escalated", None
+        )
+        lines = code.count("\n") + 1
+        if routing.cloud:
+            found = escalate("asked for the cloud") if escalate else None
+            if found is None:
+                refusal = getattr(backend, "router", None)
+                why = refusal.escalation_refusal() if refusal else "no router"
+                raise CloudRefused(f"cannot ask the cloud: {why}")
+            return found
+        if escalate and routing.escalate_lines and lines > routing.escalate_lines:
+            reason = f"escalated: {lines} lines > {routing.escalate_lines}"
+            return escalate(reason) or backend
         return backend
 
     # -- regions -----------------------------------------------------------------
@@ -138,24 +169,30 @@ class Assistant:
         max_lines: int,
         context_budget: int,
         on_text: Progress | None = None,
+        routing: Routing = Routing(),
     ) -> Explanation:
         """Explain the selection (or the definition at the cursor), streaming."""
-        backend = self._backend()
         if start != end:
             region = (start, end)
         else:
             region = self.region(doc, start, end, "definition")
         code, _ = edits.dedent(doc.text[region[0] : region[1]])
         _check_size(code, max_lines)
+        backend = self._backend("explain", code, routing)
         language = _language_name(doc)
         context = self._context(doc, code, context_budget)
-        messages = prompts.explain_messages(
-            code, language, doc.path or doc.uri, context.files
-        )
+        path = doc.path or doc.uri
+        messages = prompts.explain_messages(code, language, path)
         stats = GenerationStats()
         started = time.perf_counter()
         chunks: list[str] = []
-        req = ChatRequest(messages, max_tokens=max_tokens)
+        req = ChatRequest(
+            messages,
+            max_tokens=max_tokens,
+            path=doc.path,
+            context=context.files,
+            language=language,
+        )
         async with contextlib.aclosing(backend.chat(req, stats)) as stream:
             async for chunk in stream:
                 chunks.append(chunk)
@@ -163,8 +200,9 @@ class Assistant:
                     on_text("".join(chunks))
         text = "".join(chunks).strip()
         self.stats.explanations += 1
-        self._record("explain", backend, stats, started, 1)
-        return Explanation(text, region, backend.name)
+        used = _used(backend)
+        self._record("explain", used, stats, started, 1)
+        return Explanation(text, region, used)
 
     # -- rewrite -----------------------------------------------------------------
 
@@ -180,17 +218,19 @@ class Assistant:
         context_budget: int,
         retries: int = 1,
         progress: Progress | None = None,
+        routing: Routing = Routing(),
     ) -> Rewrite:
         """A checked rewrite of the region ``task`` works on.
 
         ``text`` is the user's instruction (``rewrite``) or the diagnostic (``fix``).
-        Raises NoSafeEdit when no answer passes the checks.
+        Raises NoSafeEdit when no answer passes the checks. When the local answers
+        fail, the request is escalated once (if the settings allow it).
         """
-        backend = self._backend()
         region = self.region(doc, start, end, task.scope)
         old = doc.text[region[0] : region[1]]
         code, _ = edits.dedent(old)
         _check_size(code, max_lines)
+        backend = self._backend("refactor", code, routing)
         language = _language_name(doc)
         grammar = _grammar(doc)
         region_line = edits.line_of(doc.text, region[0])
@@ -203,21 +243,36 @@ class Assistant:
             line=line if task.id == "fix" else None,
         )
         context = self._context(doc, code, context_budget)
-        messages = prompts.edit_messages(
-            code, language, doc.path or doc.uri, request, context.files
-        )
+        messages = prompts.edit_messages(code, language, doc.path or doc.uri, request)
         count = self.engine.token_counter()
         max_tokens = int(count(code) * 1.5) + 256
         rejected: list[str] = []
         started = time.perf_counter()
-        for attempt in range(1, retries + 2):
+        attempts = [backend] * (retries + 1)
+        escalate = getattr(backend, "escalated", None)
+        already = bool(getattr(backend, "escalation", ""))
+        cloud = (
+            escalate("escalated: the local rewrite failed its checks")
+            if escalate is not None and not already
+            else None
+        )
+        if cloud is not None:
+            attempts.append(cloud)
+        for attempt, chosen in enumerate(attempts, start=1):
             if progress is not None:
                 progress(f"attempt {attempt}: generating")
             stats = GenerationStats()
-            temperature = 0.0 if attempt == 1 else 0.4
-            req = ChatRequest(messages, max_tokens=max_tokens, temperature=temperature)
-            answer = await _collect(backend, req, stats)
+            temperature = 0.0 if attempt == 1 or chosen is not backend else 0.4
+            req = ChatRequest(
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                path=doc.path,
+                context=context.files,
+                language=language,
+            )
             try:
+                answer = await _collect(chosen, req, stats)
                 changes = self._checked(doc, region, old, answer, task, grammar)
             except UnsafeEdit as e:
                 self.stats.answers_rejected += 1
@@ -225,11 +280,16 @@ class Assistant:
                 logger.debug("rejected answer: %r", answer)
                 rejected.append(str(e))
                 continue
+            except BackendError as e:
+                if attempt == len(attempts):
+                    raise
+                logger.info("rewrite attempt %d failed: %s", attempt, e)
+                rejected.append(str(e))
+                continue
             self.stats.rewrites_offered += 1
-            self._record(task.id, backend, stats, started, attempt)
-            return Rewrite(
-                tuple(changes), region, attempt, backend.name, tuple(rejected)
-            )
+            used = _used(chosen)
+            self._record(task.id, used, stats, started, attempt)
+            return Rewrite(tuple(changes), region, attempt, used, tuple(rejected))
         self.stats.rewrites_refused += 1
         reasons = "; ".join(dict.fromkeys(rejected))
         raise NoSafeEdit(f"no safe edit found for '{task.title}' ({reasons})")
@@ -259,14 +319,14 @@ class Assistant:
     def _record(
         self,
         action: str,
-        backend: Backend,
+        backend: str,
         stats: GenerationStats,
         started: float,
         attempts: int,
     ) -> None:
         self.stats.last = {
             "action": action,
-            "backend": backend.name,
+            "backend": backend,
             "attempts": attempts,
             "ms": round((time.perf_counter() - started) * 1000),
             **attrs.asdict(stats),
@@ -279,6 +339,11 @@ async def _collect(backend: Backend, req: ChatRequest, stats: GenerationStats) -
         async for chunk in stream:
             chunks.append(chunk)
     return "".join(chunks)
+
+
+def _used(backend: Backend) -> str:
+    """The backend that answered (a router view knows which one it used)."""
+    return str(getattr(backend, "last_backend", "") or backend.name)
 
 
 def _grammar(doc: Document) -> str | None:

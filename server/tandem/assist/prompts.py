@@ -12,7 +12,7 @@ from typing import Literal
 
 import attrs
 
-from tandem.backends.base import ChatMessage
+from tandem.backends.base import ChatMessage, ChatRequest
 from tandem.context.builder import ContextFile
 
 Scope = Literal["selection", "definition"]
@@ -134,35 +134,41 @@ def instruction(
     return f"{text.strip()}\nRewrite the code above accordingly."
 
 
-def _context_block(context: Sequence[ContextFile], language: str) -> str:
+def context_block(context: Sequence[ContextFile], language: str) -> str:
+    """Definitions from other files, as a chat prompt shows them."""
     if not context:
         return ""
     parts = [f"{f.path}:\n```{language}\n{f.text}\n```" for f in context]
     return "Definitions from other files that the code uses:\n\n" + "\n\n".join(parts)
 
 
+def with_context(req: ChatRequest) -> ChatRequest:
+    """``req`` with its context files written into the first user message."""
+    if not req.context:
+        return req
+    block = context_block(req.context, req.language)
+    messages = list(req.messages)
+    for i, message in enumerate(messages):
+        if message.role == "user":
+            messages[i] = ChatMessage("user", f"{block}\n\n{message.content}")
+            break
+    return attrs.evolve(req, messages=tuple(messages), context=())
+
+
 def edit_messages(
-    code: str,
-    language: str,
-    path: str,
-    request: str,
-    context: Sequence[ContextFile] = (),
+    code: str, language: str, path: str, request: str
 ) -> tuple[ChatMessage, ...]:
     """The chat for a rewrite of ``code`` (dedented) in file ``path``."""
-    parts = [_context_block(context, language), f"{path}:\n```{language}\n{code}\n```"]
-    user = "\n\n".join(p for p in parts if p) + f"\n\n{request}"
+    user = f"{path}:\n```{language}\n{code}\n```\n\n{request}"
     return (
         ChatMessage("system", SYSTEM_EDIT.format(language=language)),
         ChatMessage("user", user),
     )
 
 
-def explain_messages(
-    code: str, language: str, path: str, context: Sequence[ContextFile] = ()
-) -> tuple[ChatMessage, ...]:
+def explain_messages(code: str, language: str, path: str) -> tuple[ChatMessage, ...]:
     """The chat for an explanation of ``code``."""
-    parts = [_context_block(context, language), f"{path}:\n```{language}\n{code}\n```"]
-    user = "\n\n".join(p for p in parts if p) + "\n\nExplain this code."
+    user = f"{path}:\n```{language}\n{code}\n```\n\nExplain this code."
     return (
         ChatMessage("system", SYSTEM_EXPLAIN.format(language=language)),
         ChatMessage("user", user),

@@ -9,12 +9,16 @@ from tandem.backends.base import (
     BackendAuthError,
     BackendConfigError,
     BackendError,
+    BackendRateLimited,
+    BackendRefused,
+    BackendTimeout,
     BackendUnavailable,
     ChatMessage,
     ChatRequest,
     ContextTooLarge,
     GenerateRequest,
     GenerationStats,
+    NetworkDown,
     UnknownBackendError,
 )
 
@@ -23,12 +27,16 @@ __all__ = [
     "BackendAuthError",
     "BackendConfigError",
     "BackendError",
+    "BackendRateLimited",
+    "BackendRefused",
+    "BackendTimeout",
     "BackendUnavailable",
     "ChatMessage",
     "ChatRequest",
     "ContextTooLarge",
     "GenerateRequest",
     "GenerationStats",
+    "NetworkDown",
     "UnknownBackendError",
     "backend_class",
 ]
@@ -36,6 +44,9 @@ __all__ = [
 REGISTRY: dict[str, str] = {
     "llama_cpp": "tandem.backends.llama_cpp:LlamaCppBackend",
     "fake": "tandem.backends.fake:FakeBackend",
+    "ollama": "tandem.backends.ollama:OllamaBackend",
+    "openai": "tandem.backends.openai_compat:OpenAIBackend",
+    "anthropic": "tandem.backends.anthropic:AnthropicBackend",
 }
 
 

@@ -45,6 +45,12 @@ class ChatRequest:
     messages: tuple[ChatMessage, ...]
     max_tokens: int = 512
     temperature: float = 0.0
+    path: str | None = None
+    """Workspace-relative path of the file the code comes from (privacy rules)."""
+    context: tuple[ContextFile, ...] = ()
+    """Definitions from other files; the router puts them into the first user
+    message (or leaves them out for a cloud backend, as the settings say)."""
+    language: str = ""
 
 
 @attrs.define
@@ -95,6 +101,26 @@ class BackendUnavailable(BackendError):
 
 class BackendAuthError(BackendError):
     """The backend refused our credentials."""
+
+
+class BackendTimeout(BackendUnavailable):
+    """The backend did not answer in time."""
+
+
+class BackendRateLimited(BackendUnavailable):
+    """429: too many requests; ``retry_after`` seconds, when the server said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NetworkDown(BackendUnavailable):
+    """A remote host cannot be reached at all (no network, DNS failure)."""
+
+
+class BackendRefused(BackendError):
+    """The privacy rules keep this request from this backend."""
 
 
 class BackendConfigError(BackendError):

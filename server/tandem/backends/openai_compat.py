@@ -1,0 +1,242 @@
+"""OpenAI-compatible servers through the ``openai`` SDK.
+
+OpenAI itself and what people run locally or for a team: LM Studio, vLLM,
+llama-server, llama-cpp-python's server, and OpenRouter, Groq and Gemini's
+OpenAI endpoint. Presets hold each one's URL, key variable and completion mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from tandem import fim
+from tandem.backends.base import (
+    BackendConfigError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ChatMessage,
+    ChatRequest,
+    GenerateRequest,
+    GenerationStats,
+)
+from tandem.backends.remote import (
+    api_key,
+    connection_error,
+    fill_messages,
+    status_error,
+    strip_fences,
+)
+from tandem.config import OpenAISettings
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+
+@attrs.frozen
+class Preset:
+    """Where a kind of server listens and how to complete code with it."""
+
+    base_url: str
+    key_env: str = ""
+    mode: str = "chat"
+    """``suffix``: the server fills in the middle from ``prompt`` + ``suffix``."""
+    model: str = ""
+    price_in: float = 0.0
+    """USD per million tokens, for the spend estimate."""
+    price_out: float = 0.0
+
+
+PRESETS: dict[str, Preset] = {
+    "openai": Preset(
+        "https://api.openai.com/v1", "OPENAI_API_KEY", "chat", "gpt-4.1-mini", 0.4, 1.6
+    ),
+    "lmstudio": Preset("http://127.0.0.1:1234/v1"),
+    "vllm": Preset("http://127.0.0.1:8000/v1"),
+    "llama-server": Preset("http://127.0.0.1:8080/v1", mode="suffix"),
+    "llama-cpp-python": Preset("http://127.0.0.1:8000/v1", mode="suffix"),
+    "openrouter": Preset(
+        "https://openrouter.ai/api/v1",
+        "OPENROUTER_API_KEY",
+        price_in=1.0,
+        price_out=4.0,
+    ),
+    "groq": Preset(
+        "https://api.groq.com/openai/v1", "GROQ_API_KEY", price_in=0.6, price_out=0.8
+    ),
+    "gemini": Preset(
+        "https://generativelanguage.googleapis.com/v1beta/openai",
+        "GEMINI_API_KEY",
+        model="gemini-2.5-flash",
+        price_in=0.3,
+        price_out=2.5,
+    ),
+    "custom": Preset(""),
+}
+
+
+class OpenAIBackend:
+    """Completions and chat from an OpenAI-compatible HTTP server."""
+
+    name: ClassVar[str] = "openai"
+
+    def __init__(self, settings: OpenAISettings) -> None:
+        preset = PRESETS[settings.preset]
+        self.base_url = (settings.base_url or preset.base_url).rstrip("/")
+        if not self.base_url:
+            raise BackendConfigError("openai: set tandem.openai.baseUrl")
+        self.key_env = settings.api_key_env or preset.key_env
+        mode = settings.completion_mode
+        self.mode = preset.mode if mode == "auto" else mode
+        self.model = settings.model or preset.model
+        self.timeout_s = settings.timeout_s
+        self.price_in = (
+            preset.price_in
+            if settings.price_in_per_mtok < 0
+            else settings.price_in_per_mtok
+        )
+        self.price_out = (
+            preset.price_out
+            if settings.price_out_per_mtok < 0
+            else settings.price_out_per_mtok
+        )
+        self._client: AsyncOpenAI | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's base URL (for status and privacy decisions)."""
+        return self.base_url
+
+    def _openai(self) -> AsyncOpenAI:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            key = api_key(self.key_env, "openai")
+            self._client = AsyncOpenAI(
+                api_key=key or "not-needed",  # local servers ignore it
+                base_url=self.base_url,
+                timeout=self.timeout_s,
+                max_retries=0,  # the router decides what happens next
+            )
+        return self._client
+
+    async def _model_name(self) -> str:
+        if not self.model:
+            async with self._errors():
+                models = await self._openai().models.list()
+            if not models.data:
+                raise BackendConfigError(f"openai: {self.base_url} serves no model")
+            self.model = models.data[0].id
+        return self.model
+
+    @contextlib.asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        import openai
+
+        try:
+            yield
+        except openai.APITimeoutError as e:
+            raise BackendTimeout(f"openai: no answer from {self.base_url}") from e
+        except openai.APIConnectionError as e:
+            raise connection_error("openai", self.base_url, e) from e
+        except openai.APIStatusError as e:
+            retry = e.response.headers.get("retry-after")
+            raise status_error("openai", e.status_code, _message(e.body), retry) from e
+        except openai.APIError as e:  # a broken or cut-off stream
+            raise BackendUnavailable(f"openai: {e.message}") from e
+
+    async def generate(
+        self, req: GenerateRequest, stats: GenerationStats | None = None
+    ) -> AsyncGenerator[str, None]:
+        """A completion: FIM through ``suffix``, or a fill-in chat."""
+        stats = stats or GenerationStats()
+        if self.mode != "suffix" or req.suffix is None:
+            chat = ChatRequest(
+                fill_messages(req),
+                max_tokens=req.max_tokens,
+                temperature=req.temperature,
+            )
+            text = "".join([c async for c in self.chat(chat, stats)])
+            yield strip_fences(text)
+            return
+        model = await self._model_name()
+        prompt = fim.comment_block(req.context, req.comment) + req.prompt
+        async with self._errors():
+            stream = await self._openai().completions.create(
+                model=model,
+                prompt=prompt,
+                suffix=req.suffix,
+                max_tokens=req.max_tokens,
+                temperature=req.temperature,
+                stop=list(req.stop) or None,
+                stream=True,
+            )
+            async with contextlib.aclosing(_aiter(stream)) as chunks:
+                async for chunk in chunks:
+                    _usage(chunk, stats)
+                    if chunk.choices and (text := chunk.choices[0].text):
+                        stats.generated_tokens += 1
+                        yield text
+
+    async def chat(
+        self, req: ChatRequest, stats: GenerationStats | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Stream a chat answer."""
+        stats = stats or GenerationStats()
+        model = await self._model_name()
+        messages: Any = [_message_dict(m) for m in req.messages]
+        async with self._errors():
+            stream = await self._openai().chat.completions.create(
+                model=model,
+                messages=messages,
+                max_tokens=req.max_tokens,
+                temperature=req.temperature,
+                stream=True,
+            )
+            async with contextlib.aclosing(_aiter(stream)) as chunks:
+                async for chunk in chunks:
+                    _usage(chunk, stats)
+                    if chunk.choices and (text := chunk.choices[0].delta.content):
+                        stats.generated_tokens += 1
+                        yield text
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+async def _aiter(stream: Any) -> AsyncGenerator[Any, None]:
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        await stream.close()  # a cancelled request closes its connection
+
+
+def _usage(chunk: Any, stats: GenerationStats) -> None:
+    usage = getattr(chunk, "usage", None)
+    if usage is not None:
+        stats.prompt_tokens = usage.prompt_tokens or stats.prompt_tokens
+        stats.generated_tokens = usage.completion_tokens or stats.generated_tokens
+
+
+def _message_dict(message: ChatMessage) -> dict[str, str]:
+    return {"role": message.role, "content": message.content}
+
+
+def _message(body: object) -> str:
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("message", ""))
+        return str(error)
+    return str(body or "")
+
+
+__all__ = ["PRESETS", "BackendError", "OpenAIBackend"]

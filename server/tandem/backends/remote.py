@@ -1,0 +1,104 @@
+"""What the HTTP backends share: error mapping, chat-style completion, keys.
+
+No backend here logs a request body, a header or a key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from urllib.parse import urlsplit
+
+from tandem import fim
+from tandem.backends.base import (
+    BackendAuthError,
+    BackendConfigError,
+    BackendError,
+    BackendRateLimited,
+    BackendTimeout,
+    BackendUnavailable,
+    ChatMessage,
+    GenerateRequest,
+    NetworkDown,
+)
+
+FILL_SYSTEM = (
+    "You are a code completion engine. The user shows a file with the marker "
+    "<CURSOR>. Reply with only the code to insert at <CURSOR>: no explanation, no "
+    "code fences, nothing that is already before or after the marker."
+)
+_FENCE_OPEN = re.compile(r"^\s*```[^\n]*\n")
+_FENCE_CLOSE = re.compile(r"\n?```\s*$")
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_key(env_name: str, backend: str) -> str | None:
+    """The key from the environment variable ``env_name`` (None if none is needed)."""
+    if not env_name:
+        return None
+    key = os.environ.get(env_name, "").strip()
+    if not key:
+        raise BackendAuthError(
+            f"{backend}: set the environment variable {env_name} to your API key"
+        )
+    return key
+
+
+def fill_messages(req: GenerateRequest) -> tuple[ChatMessage, ...]:
+    """A completion asked of a chat model: the file with a cursor marker."""
+    context = fim.comment_block(req.context, req.comment) if req.context else ""
+    where = f"File: {req.path}\n" if req.path else ""
+    body = f"{context}{req.prompt}<CURSOR>{req.suffix or ''}"
+    return (
+        ChatMessage("system", FILL_SYSTEM),
+        ChatMessage("user", f"{where}```\n{body}\n```"),
+    )
+
+
+def strip_fences(text: str) -> str:
+    """A chat model's completion without the code fences it may add anyway."""
+    text = _FENCE_OPEN.sub("", text, count=1)
+    return _FENCE_CLOSE.sub("", text)
+
+
+def connection_error(backend: str, url: str, error: Exception) -> BackendError:
+    """A failure to connect: the server is down, or the network is."""
+    if is_loopback(url):
+        return BackendUnavailable(f"{backend} is not running at {url}")
+    return NetworkDown(f"{backend}: cannot reach {urlsplit(url).hostname} ({error})")
+
+
+def status_error(
+    backend: str, status: int, message: str = "", retry_after: str | None = None
+) -> BackendError:
+    """An HTTP error status as the backend error the router acts on."""
+    detail = f"{backend}: HTTP {status}" + (f" ({message[:200]})" if message else "")
+    if status in (401, 403):
+        return BackendAuthError(f"{detail}: check the API key")
+    if status == 429:
+        return BackendRateLimited(f"{detail}: rate limited", _seconds(retry_after))
+    if status == 404:
+        return BackendConfigError(f"{detail}: check the model name and base URL")
+    if status in (408, 504):
+        return BackendTimeout(detail)
+    if status >= 500:
+        return BackendUnavailable(detail)
+    return BackendError(detail)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
