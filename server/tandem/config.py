@@ -246,6 +246,10 @@ class PrivacySettings:
     cloud_context: str = attrs.field(
         default="file", validator=attrs.validators.in_(("file", "workspace"))
     )
+    trust_loopback: bool = True
+    """Servers on this machine (Ollama, LM Studio at 127.0.0.1) count as local:
+    the rules above apply to them only when this is off. ``offline`` stops them
+    either way."""
     """``file``: only the code of the current file; ``workspace``: also
     definitions from other files."""
 

@@ -103,8 +103,8 @@ def redact(text: str, known: Iterable[str] = ()) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _spec(patterns: tuple[str, ...]) -> pathspec.PathSpec:  # type: ignore[type-arg]
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+def _spec(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 def never_send(path: str | None, patterns: tuple[str, ...]) -> bool:

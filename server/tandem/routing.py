@@ -169,7 +169,11 @@ class Router:
 
     def is_cloud(self, name: str) -> bool:
         """Whether a backend's requests leave this machine."""
-        return name in NETWORK_BACKENDS and not is_loopback(self.url(name))
+        if name not in NETWORK_BACKENDS:
+            return False
+        return not (
+            self.settings.privacy.trust_loopback and is_loopback(self.url(name))
+        )
 
     def price(self, name: str) -> tuple[float, float]:
         """USD per million tokens in and out, for the estimate."""

@@ -28,7 +28,8 @@ SCRIPT_ENV = "TANDEM_FAKE_SCRIPT"
 class FakeBackend:
     """Answers each request with the next queued script entry.
 
-    An entry is a list of chunks, or an exception to raise. With nothing queued,
+    An entry is a list of chunks, or an exception to raise (in the list: raised
+    after the chunks before it, as a connection lost mid-stream). With nothing queued,
     the answer is empty. ``chunk_delay`` spaces the chunks out so tests can cancel
     in the middle of a stream.
     """
@@ -36,7 +37,7 @@ class FakeBackend:
     name: ClassVar[str] = "fake"
 
     def __init__(self, chunk_delay: float = 0.0) -> None:
-        self.script: deque[list[str] | BaseException] = deque()
+        self.script: deque[list[str | BaseException] | BaseException] = deque()
         self.requests: list[GenerateRequest | ChatRequest] = []
         self.chunk_delay = chunk_delay
         self.cancelled = 0
@@ -44,7 +45,9 @@ class FakeBackend:
         if path := os.environ.get(SCRIPT_ENV):
             self.enqueue(*json.loads(Path(path).read_text(encoding="utf-8")))
 
-    def enqueue(self, *answers: list[str] | str | BaseException) -> None:
+    def enqueue(
+        self, *answers: list[str | BaseException] | str | BaseException
+    ) -> None:
         """Queue answers; a plain string is one chunk."""
         for answer in answers:
             self.script.append([answer] if isinstance(answer, str) else answer)
@@ -78,6 +81,8 @@ class FakeBackend:
             stats.prompt_tokens = prompt_tokens
         try:
             for chunk in answer:
+                if isinstance(chunk, BaseException):
+                    raise chunk
                 await asyncio.sleep(self.chunk_delay)
                 if stats is not None:
                     stats.generated_tokens += 1

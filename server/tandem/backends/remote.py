@@ -80,9 +80,10 @@ def connection_error(backend: str, url: str, error: Exception) -> BackendError:
 
 
 def status_error(
-    backend: str, status: int, message: str = "", retry_after: str | None = None
+    backend: str, status: int, message: object = "", retry_after: str | None = None
 ) -> BackendError:
     """An HTTP error status as the backend error the router acts on."""
+    message = str(message or "")
     detail = f"{backend}: HTTP {status}" + (f" ({message[:200]})" if message else "")
     if status in (401, 403):
         return BackendAuthError(f"{detail}: check the API key")

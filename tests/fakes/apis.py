@@ -1,0 +1,248 @@
+"""Ollama and Anthropic stand-ins on 127.0.0.1 that speak their streaming wire formats.
+
+The formats follow the APIs' documentation: Ollama's ``/api/generate`` and
+``/api/chat`` stream newline-delimited JSON objects ending with ``"done": true``;
+Anthropic's ``/v1/messages`` streams server-sent events (``message_start``,
+``content_block_delta`` with ``text_delta``, ``message_delta`` with usage,
+``message_stop``). Each request takes the next scripted reply: a stream of texts,
+an error status (with headers such as ``Retry-After``), or a stream that drops the
+connection half-way. Every request is recorded (path, headers, JSON body).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+
+
+@attrs.define
+class Reply:
+    """One scripted reply."""
+
+    texts: list[str] = attrs.field(factory=lambda: ["ok"])
+    status: int = 200
+    error: dict[str, Any] | None = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+    drop_after: int | None = None
+    """Close the connection after this many text chunks (no proper end)."""
+
+
+@attrs.define
+class Seen:
+    """A request the stand-in received."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class FakeApi:
+    """A threaded HTTP server with a script of replies."""
+
+    def __init__(self) -> None:
+        self.script: deque[Reply] = deque()
+        self.seen: list[Seen] = []
+        self.log_path: str | None = None
+        """Also append each request, as a JSON line, to this file."""
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = json.dumps({"models": [], "data": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length) if length else b"{}"
+                seen = Seen(self.path, dict(self.headers.items()), json.loads(raw))
+                api.seen.append(seen)
+                if api.log_path:
+                    with open(api.log_path, "a", encoding="utf-8") as log:
+                        log.write(json.dumps(attrs.asdict(seen)) + "\n")
+                reply = api.script.popleft() if api.script else Reply()
+                if reply.status != 200:
+                    self._error(reply)
+                elif self.path == "/v1/messages":
+                    self._stream(
+                        reply, _anthropic_events(reply.texts), "text/event-stream"
+                    )
+                elif self.path == "/api/generate":
+                    self._stream(
+                        reply,
+                        _ollama_lines(reply.texts, "generate"),
+                        "application/x-ndjson",
+                    )
+                elif self.path == "/api/chat":
+                    self._stream(
+                        reply,
+                        _ollama_lines(reply.texts, "chat"),
+                        "application/x-ndjson",
+                    )
+                else:
+                    self._error(Reply(status=404, error={"message": "no such path"}))
+
+            def _error(self, reply: Reply) -> None:
+                error = reply.error or {"message": "failed"}
+                if self.path.startswith("/api/"):  # Ollama: {"error": "text"}
+                    body = json.dumps({"error": error.get("message", "")}).encode()
+                else:  # Anthropic: {"type": "error", "error": {...}}
+                    body = json.dumps({"type": "error", "error": error}).encode()
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _stream(self, reply: Reply, pieces: Iterator[bytes], kind: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                texts = 0
+                for piece in pieces:
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    self.wfile.flush()
+                    if b"delta" in piece or b'"done": false' in piece:
+                        texts += 1
+                    if reply.drop_after is not None and texts >= reply.drop_after:
+                        self.connection.shutdown(socket.SHUT_RDWR)  # no final chunk
+                        self.close_connection = True
+                        return
+                self.wfile.write(b"0\r\n\r\n")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def reply(self, *replies: Reply) -> None:
+        """Queue replies for the next requests."""
+        self.script.extend(replies)
+
+
+def _anthropic_events(texts: list[str]) -> Iterator[bytes]:
+    def event(name: str, data: dict[str, Any]) -> bytes:
+        return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+    yield event(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_01",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": "claude-test",
+                "usage": {"input_tokens": 25, "output_tokens": 1},
+            },
+        },
+    )
+    yield event(
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        },
+    )
+    yield event("ping", {"type": "ping"})
+    for text in texts:
+        yield event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+            },
+        )
+    yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    yield event(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": len(texts)},
+        },
+    )
+    yield event("message_stop", {"type": "message_stop"})
+
+
+def _ollama_lines(texts: list[str], kind: str) -> Iterator[bytes]:
+    for text in texts:
+        part: dict[str, Any] = {
+            "model": "test",
+            "created_at": "2026-11-24T00:00:00Z",
+            "done": False,
+        }
+        if kind == "generate":
+            part["response"] = text
+        else:
+            part["message"] = {"role": "assistant", "content": text}
+        yield (json.dumps(part) + "\n").encode()
+    last: dict[str, Any] = {
+        "model": "test",
+        "created_at": "2026-11-24T00:00:01Z",
+        "done": True,
+        "done_reason": "stop",
+        "prompt_eval_count": 30,
+        "eval_count": len(texts),
+    }
+    if kind == "generate":
+        last["response"] = ""
+    else:
+        last["message"] = {"role": "assistant", "content": ""}
+    yield (json.dumps(last) + "\n").encode()
+
+
+@contextmanager
+def serving() -> Iterator[FakeApi]:
+    """A FakeApi serving in a thread until the block ends."""
+    api = FakeApi()
+    thread = threading.Thread(target=api.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api
+    finally:
+        api.server.shutdown()
+        api.server.server_close()
+
+
+def main() -> None:
+    """Serve until killed: ``python -m tests.fakes.apis [SCRIPT.json [LOG.jsonl]]``.
+
+    SCRIPT holds the replies (Reply fields as JSON objects); LOG gets every
+    request. The first line printed is the server's URL.
+    """
+    import sys
+    from pathlib import Path
+
+    api = FakeApi()
+    if len(sys.argv) > 1:
+        for item in json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")):
+            api.reply(Reply(**item))
+    api.log_path = sys.argv[2] if len(sys.argv) > 2 else None
+    print(api.url, flush=True)
+    api.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""The routing table: chains, each fallback, each escalation, spend cap, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+
+from tandem.backends.base import (
+    BackendAuthError,
+    BackendRateLimited,
+    BackendUnavailable,
+    ChatMessage,
+    ChatRequest,
+    ContextTooLarge,
+    GenerateRequest,
+    NetworkDown,
+)
+from tandem.backends.fake import FakeBackend
+from tandem.config import RoutingSettings, Settings
+from tandem.routing import Router
+
+CHAT = ChatRequest((ChatMessage("user", "Explain x"),), path="src/x.py")
+FILL = GenerateRequest("def f():\n    ", "\n", path="src/x.py")
+
+
+class Priced(FakeBackend):
+    """A fake remote backend with a price, as the cloud ones have."""
+
+    price_in = 3.0
+    price_out = 15.0
+
+
+def make(
+    tmp_path: Path, *, local: bool = True, **routing: object
+) -> tuple[Router, FakeBackend, FakeBackend, Priced, list[str]]:
+    router = Router(tmp_path / "spend.json")
+    router.settings = attrs.evolve(
+        Settings(), routing=attrs.evolve(RoutingSettings(), **routing)
+    )
+    here, ollama, cloud = FakeBackend(), FakeBackend(), Priced()
+    router.local = here if local else None
+    router.remote = {"ollama": ollama, "anthropic": cloud}
+    messages: list[str] = []
+    router.notify = messages.append
+    return router, here, ollama, cloud, messages
+
+
+async def run(stream: object) -> str:
+    return "".join([c async for c in stream])  # type: ignore[attr-defined]
+
+
+async def test_the_first_backend_of_the_chain_answers(tmp_path: Path) -> None:
+    router, here, ollama, _, messages = make(tmp_path, completion=("ollama", "local"))
+    ollama.enqueue("from ollama")
+    assert await run(router.view("completion").generate(FILL)) == "from ollama"
+    assert here.requests == [] and messages == []
+    decision = router.decisions[0]
+    assert (decision.backend, decision.reason, decision.outcome) == (
+        "ollama",
+        "routing.completion[0]",
+        "ok",
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "cooldown"),
+    [
+        (BackendUnavailable("ollama: HTTP 500"), "HTTP 500"),
+        (BackendAuthError("ollama: HTTP 401: check the API key"), "401"),
+        (
+            BackendRateLimited("ollama: HTTP 429", retry_after=42),
+            "rate limited for 42 s",
+        ),
+    ],
+)
+async def test_a_failing_backend_falls_back_once_with_one_message(
+    tmp_path: Path, error: Exception, cooldown: str
+) -> None:
+    router, here, ollama, _, messages = make(tmp_path, completion=("ollama", "local"))
+    ollama.enqueue(error)
+    here.enqueue("local answer", "again local")
+    view = router.view("completion")
+    assert await run(view.generate(FILL)) == "local answer"
+    assert len(messages) == 1 and "answered by local" in messages[0]
+    # While it cools down the failing backend is not even tried.
+    assert await run(view.generate(FILL)) == "again local"
+    assert len(ollama.requests) == 1
+    assert cooldown in router.decisions[1].outcome
+    assert router.status()["cooldown"]["ollama"]
+
+
+async def test_network_down_means_offline_for_cloud_backends(tmp_path: Path) -> None:
+    router, _, ollama, cloud, _ = make(
+        tmp_path, explain=("anthropic", "ollama", "local")
+    )
+    cloud.enqueue(NetworkDown("anthropic: cannot reach api.anthropic.com"))
+    ollama.enqueue("ollama on loopback still works")
+    view = router.view("explain")
+    assert await run(view.chat(CHAT)) == "ollama on loopback still works"
+    assert router.offline == "auto"
+    await run(view.chat(CHAT))
+    assert len(cloud.requests) == 1  # not tried again while offline
+    assert "unreachable" in router.decisions[1].outcome
+
+
+async def test_offline_setting_keeps_every_network_backend_out(tmp_path: Path) -> None:
+    router, here, ollama, cloud, _ = make(
+        tmp_path,
+        completion=("anthropic", "ollama", "local"),
+        escalate_to="anthropic",
+        allow_escalation=True,
+    )
+    router.settings = attrs.evolve(router.settings, offline=True)
+    here.enqueue("local")
+    assert await run(router.view("completion").generate(FILL)) == "local"
+    assert ollama.requests == [] and cloud.requests == []
+    assert router.view("explain").escalated("asked for the cloud") is None
+    assert router.status()["escalationRefusal"] == "offline"
+
+
+async def test_context_too_large_escalates_when_allowed(tmp_path: Path) -> None:
+    router, here, _, cloud, _ = make(
+        tmp_path, escalate_to="anthropic", allow_escalation=True
+    )
+    here.enqueue(ContextTooLarge(9100, 4000))
+    cloud.enqueue("the cloud's answer")
+    view = router.view("explain")
+    assert await run(view.chat(CHAT)) == "the cloud's answer"
+    assert view.last_backend == "anthropic"
+    assert router.decisions[0].reason == "escalated: context 9100 > local 4000 tokens"
+    assert router.decisions[0].cost_usd > 0
+
+
+async def test_context_too_large_without_permission_is_one_clear_error(
+    tmp_path: Path,
+) -> None:
+    router, here, _, cloud, _ = make(tmp_path, escalate_to="anthropic")
+    here.enqueue(ContextTooLarge(9100, 4000))
+    with pytest.raises(BackendUnavailable, match="9100 tokens"):
+        await run(router.view("explain").chat(CHAT))
+    assert cloud.requests == []
+
+
+async def test_an_escalated_view_goes_to_the_cloud_first(tmp_path: Path) -> None:
+    router, here, _, cloud, _ = make(
+        tmp_path, escalate_to="anthropic", allow_escalation=True
+    )
+    assert router.view("refactor").escalated("x") is not None
+    cloud.enqueue("cloud")
+    view = router.view("refactor").escalated("escalated: 300 lines > 120")
+    assert view is not None
+    assert await run(view.chat(CHAT)) == "cloud"
+    assert router.decisions[0].reason == "escalated: 300 lines > 120"
+    assert here.requests == []
+
+
+async def test_cloud_failure_falls_back_to_the_local_answer(tmp_path: Path) -> None:
+    router, here, _, cloud, messages = make(
+        tmp_path, escalate_to="anthropic", allow_escalation=True
+    )
+    cloud.enqueue(BackendRateLimited("anthropic: HTTP 429: rate limited", 30))
+    here.enqueue("local")
+    view = router.view("explain").escalated("asked for the cloud")
+    assert view is not None
+    assert await run(view.chat(CHAT)) == "local"
+    assert messages == [
+        "anthropic: anthropic: HTTP 429: rate limited; answered by local"
+    ]
+
+
+async def test_the_daily_spend_cap_stops_escalation(tmp_path: Path) -> None:
+    router, _, _, cloud, _ = make(
+        tmp_path,
+        escalate_to="anthropic",
+        allow_escalation=True,
+        daily_spend_cap_usd=0.001,
+    )
+    cloud.enqueue(["x"] * 200)  # 200 output tokens at $15/M: $0.003
+    view = router.view("explain").escalated("asked for the cloud")
+    assert view is not None
+    await run(view.chat(CHAT))
+    assert router.spend.spent_today() >= 0.001
+    assert router.escalation_target() is None
+    assert "spend cap" in router.escalation_refusal()
+    # Spend is kept on disk: a restarted server knows it.
+    assert Router(tmp_path / "spend.json").spend.spent_today() >= 0.001
+
+
+async def test_never_send_files_stay_local(tmp_path: Path) -> None:
+    router, here, _, cloud, _ = make(
+        tmp_path,
+        explain=("anthropic", "local"),
+        escalate_to="anthropic",
+        allow_escalation=True,
+    )
+    here.enqueue("local")
+    secret = attrs.evolve(CHAT, path="config/.env.production")
+    assert await run(router.view("explain").chat(secret)) == "local"
+    assert cloud.requests == []
+    assert "neverSend" in router.decisions[1].outcome
+
+
+async def test_cloud_payloads_are_redacted_and_local_ones_untouched(
+    tmp_path: Path,
+) -> None:
+    router, here, _, cloud, _ = make(tmp_path, explain=("anthropic",))
+    cloud.enqueue("ok")
+    leaky = ChatRequest(
+        (ChatMessage("user", 'api_key = "sk-abcdefghijklmnopqrstuvwx"'),)
+    )
+    await run(router.view("explain").chat(leaky))
+    sent = cloud.requests[0]
+    assert isinstance(sent, ChatRequest)
+    assert "sk-abcdefghijklmnopqrstuvwx" not in sent.messages[0].content
+
+    router, here, *_ = make(tmp_path, explain=("local",))
+    here.enqueue("ok")
+    await run(router.view("explain").chat(leaky))
+    local = here.requests[0]
+    assert isinstance(local, ChatRequest)
+    assert local.messages == leaky.messages  # nothing leaves: nothing to redact
+
+
+async def test_a_failure_after_the_first_chunk_is_not_retried(tmp_path: Path) -> None:
+    router, here, ollama, _, _ = make(tmp_path, explain=("ollama", "local"))
+    ollama.enqueue(["partial ", BackendUnavailable("ollama: connection lost")])
+    chunks: list[str] = []
+    with pytest.raises(BackendUnavailable, match="connection lost"):
+        async for chunk in router.view("explain").chat(CHAT):
+            chunks.append(chunk)
+    assert chunks == ["partial "]  # the user saw it: no silent switch
+    assert here.requests == []
+
+
+async def test_no_backend_at_all_is_one_clear_error(tmp_path: Path) -> None:
+    router, *_ = make(tmp_path, local=False)
+    router.local_problem = "model file not found: /x.gguf"
+    with pytest.raises(BackendUnavailable, match=r"^model file not found: /x\.gguf$"):
+        await run(router.view("completion").generate(FILL))
