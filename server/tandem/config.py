@@ -190,10 +190,20 @@ class OpenAISettings:
     """Environment variable with the API key; empty: the preset's (none for local
     servers). Keys are never read from settings, logged or written anywhere."""
     completion_mode: str = attrs.field(
-        default="auto", validator=attrs.validators.in_(("auto", "suffix", "chat"))
+        default="auto",
+        validator=attrs.validators.in_(("auto", "template", "suffix", "chat")),
     )
-    """``suffix``: /completions with the text after the cursor (FIM servers);
-    ``chat``: a fill-in instruction to /chat/completions; auto: the preset's."""
+    """``template``: a FIM prompt in ``fimFormat`` sent to /completions (best for
+    local servers running a code model); ``suffix``: /completions with the
+    ``suffix`` parameter; ``chat``: a fill-in instruction to /chat/completions;
+    ``auto``: template when ``fimFormat`` is set, else chat."""
+    fim_format: str = attrs.field(
+        default="",
+        validator=attrs.validators.in_(
+            ("", "qwen", "codegemma", "starcoder", "codellama", "deepseek")
+        ),
+    )
+    """The served model's FIM family, for ``template`` completions."""
     timeout_s: float = attrs.field(default=30.0, validator=_positive)
     price_in_per_mtok: float = attrs.field(default=-1.0)
     """USD per million prompt tokens for the spend estimate; -1: the preset's."""

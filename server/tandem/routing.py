@@ -395,7 +395,11 @@ class RoutedBackend:
                 )
                 async with contextlib.aclosing(stream) as chunks:
                     async for chunk in chunks:
+                        if not started and failures:
+                            # Said at the first chunk: the consumer may stop early.
+                            router.notify(f"{_said(*failures[-1])}; answered by {name}")
                         started = True
+                        self.last_backend = name
                         yield chunk
             except ContextTooLarge as e:
                 router.record(Decision(self.task, name, reason, f"failed: {e}"))
@@ -427,13 +431,10 @@ class RoutedBackend:
                     _copy(attempt, stats)
             self.last_backend = name
             router.record(self._decision(name, reason, "ok", req, attempt))
-            if failures:
-                failed, why = failures[-1]
-                router.notify(f"{failed}: {why}; answered by {name}")
             return
         if len(failures) == 1:
             raise BackendUnavailable(failures[0][1])
-        reasons = "; ".join(f"{name}: {why}" for name, why in failures)
+        reasons = "; ".join(_said(name, why) for name, why in failures)
         raise BackendUnavailable(f"no backend could answer ({reasons})")
 
     def _decision(
@@ -459,6 +460,11 @@ class RoutedBackend:
 
     async def aclose(self) -> None:
         """Views own nothing."""
+
+
+def _said(name: str, why: str) -> str:
+    """``why`` with the backend's name in front, once."""
+    return why if why.startswith(f"{name}:") else f"{name}: {why}"
 
 
 def _copy(source: GenerationStats, target: GenerationStats) -> None:

@@ -44,7 +44,7 @@ class Preset:
     base_url: str
     key_env: str = ""
     mode: str = "chat"
-    """``suffix``: the server fills in the middle from ``prompt`` + ``suffix``."""
+    """How completions are asked for without ``fimFormat``: chat or suffix."""
     model: str = ""
     price_in: float = 0.0
     """USD per million tokens, for the spend estimate."""
@@ -57,8 +57,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "lmstudio": Preset("http://127.0.0.1:1234/v1"),
     "vllm": Preset("http://127.0.0.1:8000/v1"),
-    "llama-server": Preset("http://127.0.0.1:8080/v1", mode="suffix"),
-    "llama-cpp-python": Preset("http://127.0.0.1:8000/v1", mode="suffix"),
+    "llama-server": Preset("http://127.0.0.1:8080/v1"),
+    "llama-cpp-python": Preset("http://127.0.0.1:8000/v1"),
     "openrouter": Preset(
         "https://openrouter.ai/api/v1",
         "OPENROUTER_API_KEY",
@@ -90,8 +90,13 @@ class OpenAIBackend:
         if not self.base_url:
             raise BackendConfigError("openai: set tandem.openai.baseUrl")
         self.key_env = settings.api_key_env or preset.key_env
+        self.fim = fim.by_name(settings.fim_format) if settings.fim_format else None
         mode = settings.completion_mode
-        self.mode = preset.mode if mode == "auto" else mode
+        if mode == "auto":
+            mode = "template" if self.fim is not None else preset.mode
+        if mode == "template" and self.fim is None:
+            raise BackendConfigError("openai: completionMode template needs fimFormat")
+        self.mode = mode
         self.model = settings.model or preset.model
         self.timeout_s = settings.timeout_s
         self.price_in = (
@@ -154,7 +159,7 @@ class OpenAIBackend:
     ) -> AsyncGenerator[str, None]:
         """A completion: FIM through ``suffix``, or a fill-in chat."""
         stats = stats or GenerationStats()
-        if self.mode != "suffix" or req.suffix is None:
+        if self.mode == "chat" or req.suffix is None:
             chat = ChatRequest(
                 fill_messages(req),
                 max_tokens=req.max_tokens,
@@ -164,15 +169,28 @@ class OpenAIBackend:
             yield strip_fences(text)
             return
         model = await self._model_name()
-        prompt = fim.comment_block(req.context, req.comment) + req.prompt
+        stop = list(req.stop)
+        suffix: str | None = req.suffix
+        if self.fim is not None and self.mode == "template":
+            parts = self.fim.render(
+                req.prompt, req.suffix, req.path, req.context, req.repo, req.comment
+            )
+            prompt = "".join(p.text if isinstance(p, fim.Special) else p for p in parts)
+            stop += [
+                *self.fim.stop,
+                *([self.fim.file_sep] if self.fim.file_sep else []),
+            ]
+            suffix = None
+        else:
+            prompt = fim.comment_block(req.context, req.comment) + req.prompt
         async with self._errors():
             stream = await self._openai().completions.create(
                 model=model,
                 prompt=prompt,
-                suffix=req.suffix,
+                suffix=suffix,
                 max_tokens=req.max_tokens,
                 temperature=req.temperature,
-                stop=list(req.stop) or None,
+                stop=stop[:4] or None,  # OpenAI accepts at most four
                 stream=True,
             )
             async with contextlib.aclosing(_aiter(stream)) as chunks:

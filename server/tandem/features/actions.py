@@ -17,7 +17,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.workspace import TextDocument
 
-from tandem.assist.assistant import NoSafeEdit, TooLarge
+from tandem.assist.assistant import CloudRefused, NoSafeEdit, Routing, TooLarge
 from tandem.assist.edits import TextChange
 from tandem.assist.prompts import TASKS, Task
 from tandem.backends import BackendError
@@ -193,9 +193,17 @@ def _kind_matches(kind: str | None, only: Sequence[str]) -> bool:
     return any(kind == k or kind.startswith(f"{k}.") for k in only)
 
 
+def _routing(ls: TandemServer, arg: dict[str, Any]) -> Routing:
+    """Escalation hints: the command's ``cloud`` flag, the size limit."""
+    return Routing(
+        cloud=arg.get("cloud") is True,
+        escalate_lines=ls.settings.routing.escalate_lines,
+    )
+
+
 async def explain(ls: TandemServer, *args: Any) -> dict[str, Any]:
     """Explain the selection or the definition at the cursor, streaming."""
-    doc, start, end, _ = _target(ls, args)
+    doc, start, end, arg = _target(ls, args)
     await ls.wait_for_backend()
     settings = ls.settings.actions
     last = 0.0
@@ -217,8 +225,9 @@ async def explain(ls: TandemServer, *args: Any) -> dict[str, Any]:
                 max_lines=settings.max_lines,
                 context_budget=settings.context_budget_tokens,
                 on_text=on_text,
+                routing=_routing(ls, arg),
             )
-        except (BackendMissing, BackendError, TooLarge) as e:
+        except (BackendMissing, BackendError, TooLarge, CloudRefused) as e:
             ls.window_show_message(
                 types.ShowMessageParams(
                     type=types.MessageType.Warning, message=f"tandem: {e}"
@@ -263,8 +272,9 @@ async def refactor(ls: TandemServer, *args: Any) -> dict[str, Any]:
                 context_budget=settings.context_budget_tokens,
                 retries=settings.retries,
                 progress=lambda message: report(message, None),
+                routing=_routing(ls, arg),
             )
-        except (NoSafeEdit, BackendMissing, BackendError, TooLarge) as e:
+        except (NoSafeEdit, BackendMissing, BackendError, TooLarge, CloudRefused) as e:
             ls.window_show_message(
                 types.ShowMessageParams(
                     type=types.MessageType.Warning, message=f"tandem: {e}"
