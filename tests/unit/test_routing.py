@@ -165,9 +165,7 @@ async def test_cloud_failure_falls_back_to_the_local_answer(tmp_path: Path) -> N
     view = router.view("explain").escalated("asked for the cloud")
     assert view is not None
     assert await run(view.chat(CHAT)) == "local"
-    assert messages == [
-        "anthropic: anthropic: HTTP 429: rate limited; answered by local"
-    ]
+    assert messages == ["anthropic: HTTP 429: rate limited; answered by local"]
 
 
 async def test_the_daily_spend_cap_stops_escalation(tmp_path: Path) -> None:
