@@ -17,6 +17,21 @@ if TYPE_CHECKING:
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class RedactingFormatter(logging.Formatter):
+    """A formatter that removes secrets from every line it writes.
+
+    Logs may hold code (protocol traffic at ``-vvv``, model output at ``-vv``):
+    keys, tokens and passwords in it, and the values of the environment's key
+    variables, are written as ``[REDACTED]``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's text, redacted."""
+        from tandem.privacy import env_secrets, redact
+
+        return redact(super().format(record), env_secrets())
+
+
 def setup(verbosity: int = 0, log_file: str | None = None) -> None:
     """Log to ``log_file`` or stderr.
 
@@ -29,7 +44,7 @@ def setup(verbosity: int = 0, log_file: str | None = None) -> None:
         if log_file
         else logging.StreamHandler(sys.stderr)
     )
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(RedactingFormatter(FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
@@ -45,6 +60,7 @@ class LspLogHandler(logging.Handler):
     def __init__(self, server: TandemServer, level: int = logging.INFO) -> None:
         super().__init__(level)
         self.server = server
+        self.setFormatter(RedactingFormatter())
 
     def emit(self, record: logging.LogRecord) -> None:
         """Send one record (never pygls' own, which would loop)."""

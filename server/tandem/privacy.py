@@ -52,7 +52,9 @@ _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",  # JWT
     )
 )
-_URL_CREDENTIALS = re.compile(r"(?P<keep>\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+@")
+_URL_CREDENTIALS = re.compile(
+    r"(?P<keep>\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:)(?P<value>[^\s@/]+)(?P<tail>@)"
+)
 _SECRET_NAME = (
     r"[A-Za-z0-9_.\-]*(?:passw(?:or)?d|pwd|secret|token|api[_\-]?key|apikey|"
     r"access[_\-]?key|private[_\-]?key|client[_\-]?secret|auth[_\-]?key|"
@@ -69,6 +71,13 @@ _ENV_ASSIGNMENT = re.compile(
     rf"^(?P<keep>\s*(?:export\s+)?{_SECRET_NAME}=)(?P<value>[^\s\"'#][^\s#]{{2,}})",
     re.IGNORECASE | re.MULTILINE,
 )
+# NAME=value inside a line (shell commands, prose, JSON-escaped logs): no
+# spaces around "=", a value that is not a call.
+_INLINE_ASSIGNMENT = re.compile(
+    rf"(?P<keep>\b{_SECRET_NAME}=)"
+    r"(?P<value>(?![\w.]*\()[^\s\"'`\\,;()\[\]{}<>]{3,})",
+    re.IGNORECASE,
+)
 # name: value (YAML, .ini) with a plain value that looks like a secret, not a type.
 _PLAIN_ASSIGNMENT = re.compile(
     rf"^(?P<keep>\s*{_SECRET_NAME}\s*[:=]\s*)"
@@ -77,28 +86,52 @@ _PLAIN_ASSIGNMENT = re.compile(
 )
 
 
+_SEEN: dict[str, None] = {}
+"""Secret values found so far (in memory only): redacted wherever they turn up
+again, e.g. quoted in a model's answer or assigned to an innocent name."""
+_SEEN_MAX = 2000
+
+
+def _remember(value: str) -> None:
+    if len(value) >= 6 and value != REDACTED and REDACTED not in value:
+        _SEEN[value] = None
+        if len(_SEEN) > _SEEN_MAX:
+            del _SEEN[next(iter(_SEEN))]
+
+
 def redact(text: str, known: Iterable[str] = ()) -> str:
     """``text`` with every secret found replaced by ``[REDACTED]``.
 
     ``known`` are secret values to remove wherever they appear (the API keys in
-    the environment variables the settings name).
+    the environment variables the settings name); so are the values found by
+    earlier calls.
     """
-    for value in known:
-        if len(value) >= 8:
-            text = text.replace(value, REDACTED)
+    for secret in sorted({*known, *_SEEN}, key=len, reverse=True):
+        if len(secret) >= 6 and secret in text:
+            text = text.replace(secret, REDACTED)
+
+    def whole(m: re.Match[str]) -> str:
+        _remember(m[0])
+        return REDACTED
+
+    def value(m: re.Match[str]) -> str:
+        if m["value"] == REDACTED:
+            return m[0]
+        _remember(m["value"])
+        groups = m.groupdict()
+        quote = groups.get("q") or ""
+        return f"{m['keep']}{quote}{REDACTED}{quote}{groups.get('tail') or ''}"
+
     for pattern in _PATTERNS:
-        text = pattern.sub(REDACTED, text)
-    text = _URL_CREDENTIALS.sub(lambda m: f"{m['keep']}{REDACTED}@", text)
-    text = _QUOTED_ASSIGNMENT.sub(
-        lambda m: (
-            f"{m['keep']}{m['q']}{REDACTED}{m['q']}" if m["value"] != REDACTED else m[0]
-        ),
-        text,
-    )
-    for pattern in (_ENV_ASSIGNMENT, _PLAIN_ASSIGNMENT):
-        text = pattern.sub(
-            lambda m: m["keep"] + REDACTED if m["value"] != REDACTED else m[0], text
-        )
+        text = pattern.sub(whole, text)
+    text = _URL_CREDENTIALS.sub(value, text)
+    for pattern in (
+        _QUOTED_ASSIGNMENT,
+        _ENV_ASSIGNMENT,
+        _INLINE_ASSIGNMENT,
+        _PLAIN_ASSIGNMENT,
+    ):
+        text = pattern.sub(value, text)
     return text
 
 
@@ -118,6 +151,18 @@ def never_send(path: str | None, patterns: tuple[str, ...]) -> bool:
 def known_secrets(env_names: Iterable[str]) -> tuple[str, ...]:
     """The values of the named environment variables that are set."""
     return tuple(v for name in env_names if name and (v := os.environ.get(name)))
+
+
+_SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+def env_secrets() -> tuple[str, ...]:
+    """Values of environment variables whose names say they hold a secret."""
+    return tuple(
+        value
+        for name, value in os.environ.items()
+        if _SECRET_ENV.search(name) and len(value) >= 12
+    )
 
 
 def gate_generate(

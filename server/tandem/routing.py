@@ -375,6 +375,8 @@ class RoutedBackend:
         router = self.router
         plan = self._plan()
         failures: list[tuple[str, str]] = []
+        failed: list[tuple[str, str]] = []
+        """Attempts that failed with an error (skips by the rules are not news)."""
         i = 0
         while i < len(plan):
             name, reason = plan[i]
@@ -395,9 +397,9 @@ class RoutedBackend:
                 )
                 async with contextlib.aclosing(stream) as chunks:
                     async for chunk in chunks:
-                        if not started and failures:
+                        if not started and failed:
                             # Said at the first chunk: the consumer may stop early.
-                            router.notify(f"{_said(*failures[-1])}; answered by {name}")
+                            router.notify(f"{_said(*failed[-1])}; answered by {name}")
                         started = True
                         self.last_backend = name
                         yield chunk
@@ -417,6 +419,7 @@ class RoutedBackend:
                 router.record(Decision(self.task, name, reason, f"failed: {e}"))
                 router.penalise(name, e)
                 failures.append((name, str(e)))
+                failed.append((name, str(e)))
                 if started:
                     raise  # the user has seen part of this answer
                 continue

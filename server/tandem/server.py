@@ -18,12 +18,12 @@ from lsprotocol import types
 from pygls import uris
 from pygls.lsp.server import LanguageServer
 
-from tandem import __version__, models
+from tandem import __version__, models, privacy
 from tandem.assist.assistant import Assistant
 from tandem.backends import BackendError, backend_class
 from tandem.backends.llama_cpp import LlamaCppBackend, LlamaCppOptions
 from tandem.config import Settings, build
-from tandem.context.builder import OpenDocument
+from tandem.context.builder import OpenDocument, relative
 from tandem.engine import CompletionEngine
 from tandem.protocol import TandemProtocol
 from tandem.routing import Router, default_spend_path
@@ -406,6 +406,10 @@ class TandemServer(LanguageServer):
     def index_document(self, path: str | None, text: str, language_id: str) -> None:
         """Keep an open or saved document's definitions current."""
         context = self.settings.context
+        if path and privacy.never_send(
+            relative(path, self.engine.roots), self.settings.privacy.never_send
+        ):
+            privacy.redact(text)  # learn its secrets: redacted wherever they recur
         if path and context.enabled and len(text) <= context.max_file_bytes:
             self.engine.index.update(path, text, language_id)
 

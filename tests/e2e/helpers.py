@@ -96,11 +96,12 @@ async def session(
     options: Any,
     client_kind: str = "vscode",
     root: str | None = None,
+    args: tuple[str, ...] = ("-v",),
 ) -> AsyncIterator[LanguageClient]:
     """A server with ``env`` on top of ours (TANDEM_MODEL only if ``env`` has it)."""
     base = {k: v for k, v in os.environ.items() if k != "TANDEM_MODEL"}
     config = ClientServerConfig(
-        server_command=[sys.executable, "-m", "tandem", "-v"],
+        server_command=[sys.executable, "-m", "tandem", *args],
         server_env={**base, **env},
     )
     client = await config.start()

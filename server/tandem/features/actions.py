@@ -291,9 +291,15 @@ async def refactor(ls: TandemServer, *args: Any) -> dict[str, Any]:
         )
         return {"applied": False, "message": message}
     edit = _edit(ls, current, version, found.changes)
-    result = await ls.workspace_apply_edit_async(
-        types.ApplyWorkspaceEditParams(edit=edit, label=f"tandem: {task.title}")
-    )
+    try:
+        result = await ls.workspace_apply_edit_async(
+            types.ApplyWorkspaceEditParams(edit=edit, label=f"tandem: {task.title}")
+        )
+    except Exception as e:  # the client cannot apply edits: nothing is lost
+        logger.warning("workspace/applyEdit failed: %s", e)
+        result = types.ApplyWorkspaceEditResult(
+            applied=False, failure_reason=f"the editor cannot apply edits ({e})"
+        )
     outcome = {
         "applied": result.applied,
         "changes": len(found.changes),
