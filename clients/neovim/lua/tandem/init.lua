@@ -6,8 +6,9 @@
 --     ghost = { enabled = true, debounce_ms = 150, accept = "<Tab>" },
 --   })
 --
--- Commands: :TandemStatus, :TandemOffline on|off|toggle, :[range]TandemExplain,
--- :[range]TandemRefactor {instruction}. Docstrings, type hints, simplify, extract and
+-- Commands: :TandemStatus, :TandemOffline on|off|toggle, :[range]TandemExplain[!],
+-- :[range]TandemRefactor[!] {instruction} (with !: ask the cloud backend, when the
+-- settings allow escalation). Docstrings, type hints, simplify, extract and
 -- fixes are code actions (vim.lsp.buf.code_action()). Statusline:
 -- require("tandem").statusline(). Health: :checkhealth tandem.
 
@@ -47,8 +48,13 @@ function M.statusline()
   end
   local state = s.model and s.model.state or "?"
   local where = s.backend == "llama_cpp" and "local" or s.backend
-  if s.offline then
+  if s.routing and s.routing.escalation then
+    where = where .. "+" .. s.routing.escalateTo
+  end
+  if s.offline == true then
     where = where .. ", offline"
+  elseif s.offline == "auto" then
+    where = where .. ", no network"
   end
   local gpu = s.model and s.model.gpu_offload and " GPU" or ""
   return ("tandem: %s %s%s"):format(where, state, gpu)
@@ -158,10 +164,12 @@ end
 --- :TandemExplain: explain the lines (or the definition at the cursor).
 function M.explain(a)
   local buf = vim.api.nvim_get_current_buf()
-  local arg = { uri = vim.uri_from_bufnr(buf), range = command_range(a) }
+  local arg = { uri = vim.uri_from_bufnr(buf), range = command_range(a), cloud = a.bang or nil }
   M.execute("tandem.explain", { arg }, function(result)
     explain.token = nil
-    if result and result.markdown ~= "" then
+    if result and result.error then
+      vim.notify("tandem: " .. result.error, vim.log.levels.WARN)
+    elseif result and result.markdown ~= "" then
       M.last_explanation = result.markdown
       show_explanation(result.markdown)
     end
@@ -177,7 +185,9 @@ function M.refactor(a)
     if not instruction or instruction == "" then
       return
     end
-    local arg = { uri = vim.uri_from_bufnr(buf), range = rng, task = "rewrite", instruction = instruction }
+    local arg = {
+      uri = vim.uri_from_bufnr(buf), range = rng, task = "rewrite", instruction = instruction, cloud = a.bang or nil,
+    }
     M.execute("tandem.refactor", { arg }, function(result)
       if result and not result.applied and result.message then
         vim.notify("tandem: " .. result.message, vim.log.levels.WARN)
@@ -228,10 +238,12 @@ function M.setup(opts)
   })
   vim.api.nvim_create_user_command("TandemExplain", M.explain, {
     range = true,
-    desc = "tandem-ls: explain the lines, or the definition at the cursor",
+    bang = true,
+    desc = "tandem-ls: explain the lines, or the definition at the cursor (! asks the cloud)",
   })
   vim.api.nvim_create_user_command("TandemRefactor", M.refactor, {
     range = true,
+    bang = true,
     nargs = "*",
     desc = "tandem-ls: rewrite the lines as instructed",
   })
