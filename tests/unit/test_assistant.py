@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import attrs
 import pytest
 
-from tandem.assist.assistant import Assistant, NoSafeEdit, TooLarge
+from tandem.assist.assistant import (
+    Assistant,
+    CloudRefused,
+    NoSafeEdit,
+    Routing,
+    TooLarge,
+)
 from tandem.assist.prompts import TASKS, with_context
 from tandem.backends.base import ChatRequest
 from tandem.backends.fake import FakeBackend
+from tandem.config import RoutingSettings, Settings
 from tandem.context.symbols import enclosing_definition
 from tandem.engine import CompletionEngine, Document
+from tandem.routing import Router
 
 SRC = (
     "import math\n"
@@ -134,3 +145,76 @@ async def test_the_prompt_holds_definitions_the_code_uses_from_other_files() -> 
     # The router writes the definitions into the prompt, before the code.
     user = with_context(req).messages[-1].content
     assert user.index("def scale(value, factor)") < user.index("def double(x)")
+
+
+def routed(
+    tmp_path: Path, **routing: object
+) -> tuple[Assistant, FakeBackend, FakeBackend, Router]:
+    """An assistant whose tasks go through a router: local fake + cloud fake."""
+    router = Router(tmp_path / "spend.json")
+    router.settings = attrs.evolve(
+        Settings(), routing=attrs.evolve(RoutingSettings(), **routing)
+    )
+    local, cloud = FakeBackend(), FakeBackend()
+    router.local = local
+    router.remote = {"anthropic": cloud}
+    helper = Assistant(CompletionEngine(router.view("completion")))
+    helper.backend_for = router.view  # type: ignore[assignment]
+    return helper, local, cloud, router
+
+
+ALLOWED = {"escalate_to": "anthropic", "allow_escalation": True}
+
+
+async def test_a_local_rewrite_that_fails_its_checks_is_escalated(
+    tmp_path: Path,
+) -> None:
+    helper, local, cloud, router = routed(tmp_path, **ALLOWED)
+    local.enqueue(BROKEN, BROKEN)
+    cloud.enqueue(GOOD)
+    found = await helper.rewrite(
+        DOC, CURSOR, CURSOR, TASKS["docstring"], max_lines=100, context_budget=0
+    )
+    assert (found.attempts, found.backend) == (3, "anthropic")
+    assert (
+        router.decisions[0].reason == "escalated: the local rewrite failed its checks"
+    )
+
+
+async def test_large_selections_go_to_the_cloud_and_small_ones_stay(
+    tmp_path: Path,
+) -> None:
+    helper, local, cloud, router = routed(tmp_path, **ALLOWED)
+    cloud.enqueue("from the cloud")
+    local.enqueue("from here")
+    limit = Routing(escalate_lines=2)
+    big = await helper.explain(
+        DOC, 0, len(SRC), max_tokens=9, max_lines=100, context_budget=0, routing=limit
+    )
+    assert big.backend == "anthropic"
+    assert router.decisions[0].reason.startswith("escalated: 9 lines > 2")
+    small = await helper.explain(
+        DOC,
+        CURSOR,
+        CURSOR,
+        max_tokens=9,
+        max_lines=100,
+        context_budget=0,
+        routing=Routing(escalate_lines=50),
+    )
+    assert small.backend == "local"
+
+
+async def test_asking_the_cloud_without_permission_says_why(tmp_path: Path) -> None:
+    helper, local, cloud, _ = routed(tmp_path, escalate_to="anthropic")
+    with pytest.raises(CloudRefused, match="allowEscalation"):
+        await helper.explain(
+            DOC,
+            CURSOR,
+            CURSOR,
+            max_tokens=9,
+            max_lines=100,
+            context_budget=0,
+            routing=Routing(cloud=True),
+        )
+    assert local.requests == [] and cloud.requests == []

@@ -106,7 +106,7 @@ class Assistant:
         escalate: Callable[[str], Backend | None] | None = getattr(
             backend, "escalated", None
         )
-        lines = code.count("\n") + 1
+        lines = len(code.splitlines())
         if routing.cloud:
             found = escalate("asked for the cloud") if escalate else None
             if found is None:
@@ -355,7 +355,7 @@ def _language_name(doc: Document) -> str:
 
 
 def _check_size(code: str, max_lines: int) -> None:
-    lines = code.count("\n") + 1
+    lines = len(code.splitlines())
     if lines > max_lines:
         raise TooLarge(
             f"the code is {lines} lines long; select at most {max_lines} lines "
