@@ -17,6 +17,7 @@ import functools
 import os
 import re
 from collections.abc import Iterable
+from typing import overload
 
 import attrs
 import pathspec
@@ -165,39 +166,38 @@ def env_secrets() -> tuple[str, ...]:
     )
 
 
-def gate_generate(
+@overload
+def gate(
     req: GenerateRequest, settings: PrivacySettings, known: tuple[str, ...] = ()
-) -> GenerateRequest:
-    """A completion request as it may leave the machine; BackendRefused if never."""
-    if never_send(req.path, settings.never_send):
-        raise BackendRefused(f"{req.path} matches privacy.neverSend")
-    context = _allowed_context(req.context, settings)
-    if not settings.redact_secrets:
-        return attrs.evolve(req, context=context)
-    return attrs.evolve(
-        req,
-        prompt=redact(req.prompt, known),
-        suffix=redact(req.suffix, known) if req.suffix is not None else None,
-        context=tuple(attrs.evolve(f, text=redact(f.text, known)) for f in context),
-    )
+) -> GenerateRequest: ...
 
 
-def gate_chat(
+@overload
+def gate(
     req: ChatRequest, settings: PrivacySettings, known: tuple[str, ...] = ()
-) -> ChatRequest:
-    """A chat request as it may leave the machine; BackendRefused if never."""
+) -> ChatRequest: ...
+
+
+def gate(
+    req: GenerateRequest | ChatRequest,
+    settings: PrivacySettings,
+    known: tuple[str, ...] = (),
+) -> GenerateRequest | ChatRequest:
+    """A request as it may leave this machine; BackendRefused if it may not."""
     if never_send(req.path, settings.never_send):
         raise BackendRefused(f"{req.path} matches privacy.neverSend")
     context = _allowed_context(req.context, settings)
     if not settings.redact_secrets:
         return attrs.evolve(req, context=context)
-    return attrs.evolve(
-        req,
-        messages=tuple(
+    context = tuple(attrs.evolve(f, text=redact(f.text, known)) for f in context)
+    if isinstance(req, ChatRequest):
+        messages = tuple(
             ChatMessage(m.role, redact(m.content, known)) for m in req.messages
-        ),
-        context=tuple(attrs.evolve(f, text=redact(f.text, known)) for f in context),
-    )
+        )
+        return attrs.evolve(req, messages=messages, context=context)
+    suffix = redact(req.suffix, known) if req.suffix is not None else None
+    prompt = redact(req.prompt, known)
+    return attrs.evolve(req, prompt=prompt, suffix=suffix, context=context)
 
 
 def _allowed_context(

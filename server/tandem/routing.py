@@ -259,13 +259,9 @@ class Router:
         keys = privacy.known_secrets(
             (self.settings.anthropic.api_key_env, self.settings.openai.api_key_env)
         )
-        if isinstance(req, ChatRequest):
-            if cloud:
-                req = privacy.gate_chat(req, self.settings.privacy, keys)
-            return with_context(req)
         if cloud:
-            req = privacy.gate_generate(req, self.settings.privacy, keys)
-        return req
+            req = privacy.gate(req, self.settings.privacy, keys)
+        return with_context(req) if isinstance(req, ChatRequest) else req
 
     def record(self, decision: Decision) -> None:
         """Remember a decision; spend counts toward today's cap."""

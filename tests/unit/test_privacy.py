@@ -75,7 +75,7 @@ def test_never_send_patterns(path: str, never: bool) -> None:
 def test_gate_refuses_never_send_files_and_drops_context_by_default() -> None:
     settings = PrivacySettings()
     with pytest.raises(BackendRefused, match="neverSend"):
-        privacy.gate_generate(GenerateRequest("x", path=".env"), settings)
+        privacy.gate(GenerateRequest("x", path=".env"), settings)
     context = (
         ContextFile("src/util.py", "def scale(x): ..."),
         ContextFile("config/.env.local", "API_TOKEN=abc"),
@@ -85,8 +85,8 @@ def test_gate_refuses_never_send_files_and_drops_context_by_default() -> None:
         path="src/main.py",
         context=context,
     )
-    gated = privacy.gate_chat(req, settings)
+    gated = privacy.gate(req, settings)
     assert gated.context == ()  # cloudContext "file": this file only
     assert "hunter2hunter2" not in gated.messages[0].content
-    wider = privacy.gate_chat(req, PrivacySettings(cloud_context="workspace"))
+    wider = privacy.gate(req, PrivacySettings(cloud_context="workspace"))
     assert [f.path for f in wider.context] == ["src/util.py"]  # never the .env

@@ -19,9 +19,8 @@ from tandem.backends.base import (
 from tandem.backends.remote import (
     api_key,
     connection_error,
-    fill_messages,
+    fill_by_chat,
     status_error,
-    strip_fences,
 )
 from tandem.config import AnthropicSettings
 
@@ -63,11 +62,7 @@ class AnthropicBackend:
         self, req: GenerateRequest, stats: GenerationStats | None = None
     ) -> AsyncGenerator[str, None]:
         """A completion, asked as a fill-in chat (the API has no FIM)."""
-        chat = ChatRequest(
-            fill_messages(req), max_tokens=req.max_tokens, temperature=req.temperature
-        )
-        text = "".join([c async for c in self.chat(chat, stats)])
-        yield strip_fences(text)
+        yield await fill_by_chat(self.chat, req, stats)
 
     async def chat(
         self, req: ChatRequest, stats: GenerationStats | None = None

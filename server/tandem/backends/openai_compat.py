@@ -27,9 +27,8 @@ from tandem.backends.base import (
 from tandem.backends.remote import (
     api_key,
     connection_error,
-    fill_messages,
+    fill_by_chat,
     status_error,
-    strip_fences,
 )
 from tandem.config import OpenAISettings
 
@@ -160,13 +159,7 @@ class OpenAIBackend:
         """A completion: FIM through ``suffix``, or a fill-in chat."""
         stats = stats or GenerationStats()
         if self.mode == "chat" or req.suffix is None:
-            chat = ChatRequest(
-                fill_messages(req),
-                max_tokens=req.max_tokens,
-                temperature=req.temperature,
-            )
-            text = "".join([c async for c in self.chat(chat, stats)])
-            yield strip_fences(text)
+            yield await fill_by_chat(self.chat, req, stats)
             return
         model = await self._model_name()
         stop = list(req.stop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 from tandem import fim
@@ -19,7 +20,9 @@ from tandem.backends.base import (
     BackendTimeout,
     BackendUnavailable,
     ChatMessage,
+    ChatRequest,
     GenerateRequest,
+    GenerationStats,
     NetworkDown,
 )
 
@@ -64,6 +67,18 @@ def fill_messages(req: GenerateRequest) -> tuple[ChatMessage, ...]:
         ChatMessage("system", FILL_SYSTEM),
         ChatMessage("user", f"{where}```\n{body}\n```"),
     )
+
+
+async def fill_by_chat(
+    chat: Callable[[ChatRequest, GenerationStats | None], AsyncIterator[str]],
+    req: GenerateRequest,
+    stats: GenerationStats | None,
+) -> str:
+    """A completion from a chat model: the whole answer, without code fences."""
+    ask = ChatRequest(
+        fill_messages(req), max_tokens=req.max_tokens, temperature=req.temperature
+    )
+    return strip_fences("".join([chunk async for chunk in chat(ask, stats)]))
 
 
 def strip_fences(text: str) -> str:
