@@ -255,11 +255,10 @@ class Router:
 
     def prepare(self, name: str, req: Any) -> Any:
         """The request as backend ``name`` may see it (privacy gate, context)."""
-        cloud = self.is_cloud(name)
-        keys = privacy.known_secrets(
-            (self.settings.anthropic.api_key_env, self.settings.openai.api_key_env)
-        )
-        if cloud:
+        if self.is_cloud(name):
+            keys = privacy.known_secrets(
+                (self.settings.anthropic.api_key_env, self.settings.openai.api_key_env)
+            )
             req = privacy.gate(req, self.settings.privacy, keys)
         return with_context(req) if isinstance(req, ChatRequest) else req
 

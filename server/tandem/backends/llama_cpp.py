@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -369,33 +370,23 @@ class LlamaCppBackend:
 
     # -- generation --------------------------------------------------------------
 
-    async def generate(
+    def generate(
         self, req: GenerateRequest, stats: GenerationStats | None = None
     ) -> AsyncGenerator[str, None]:
         """Stream the completion; cancelling stops prompt eval and generation."""
-        job = _Job(
-            lambda: self.prompt_tokens(req),
-            req.max_tokens,
-            req.temperature,
-            req.stop,
-            stats or GenerationStats(),
+        tokens = functools.partial(self.prompt_tokens, req)
+        stats = stats or GenerationStats()
+        return self._stream(
+            _Job(tokens, req.max_tokens, req.temperature, req.stop, stats)
         )
-        async for chunk in self._stream(job):
-            yield chunk
 
-    async def chat(
+    def chat(
         self, req: ChatRequest, stats: GenerationStats | None = None
     ) -> AsyncGenerator[str, None]:
         """Stream an answer rendered with the model's own chat template."""
-        job = _Job(
-            lambda: self.chat_tokens(req),
-            req.max_tokens,
-            req.temperature,
-            (),
-            stats or GenerationStats(),
-        )
-        async for chunk in self._stream(job):
-            yield chunk
+        tokens = functools.partial(self.chat_tokens, req)
+        stats = stats or GenerationStats()
+        return self._stream(_Job(tokens, req.max_tokens, req.temperature, (), stats))
 
     async def _stream(self, job: _Job) -> AsyncGenerator[str, None]:
         await self.load()
