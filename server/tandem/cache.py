@@ -25,6 +25,16 @@ class Entry:
     prefix_tail: str
     suffix_head: str
     completion: str
+    origin: str = "model"
+    """What made it: ``model`` (a request) or ``prefetch``."""
+
+
+@attrs.frozen
+class Hit:
+    """A cached completion found for a request: the part not typed yet."""
+
+    text: str
+    origin: str
 
 
 class CompletionCache:
@@ -36,17 +46,25 @@ class CompletionCache:
         self.hits = 0
         self.misses = 0
 
-    def store(self, uri: str, prefix: str, suffix: str, completion: str) -> None:
+    def store(
+        self,
+        uri: str,
+        prefix: str,
+        suffix: str,
+        completion: str,
+        origin: str = "model",
+    ) -> None:
         """Remember ``completion`` for the cursor between ``prefix`` and ``suffix``."""
         entries = self._docs.get(uri)
         if entries is None:
             entries = self._docs[uri] = deque(maxlen=self._per_document)
-        entry = Entry(prefix[-TAIL_CHARS:], suffix[:SUFFIX_CHARS], completion)
-        if entry in entries:
-            entries.remove(entry)
+        entry = Entry(prefix[-TAIL_CHARS:], suffix[:SUFFIX_CHARS], completion, origin)
+        same = (entry.prefix_tail, entry.suffix_head)
+        for old in [e for e in entries if (e.prefix_tail, e.suffix_head) == same]:
+            entries.remove(old)
         entries.append(entry)
 
-    def lookup(self, uri: str, prefix: str, suffix: str) -> str | None:
+    def find(self, uri: str, prefix: str, suffix: str) -> Hit | None:
         """The rest of a cached completion the user is typing through, or None.
 
         An exact position match returns the whole completion (it may be empty: the
@@ -61,9 +79,14 @@ class CompletionCache:
                 rest = _typed_through(entry, prefix)
                 if rest is not None:
                     self.hits += 1
-                    return rest
+                    return Hit(rest, entry.origin)
         self.misses += 1
         return None
+
+    def lookup(self, uri: str, prefix: str, suffix: str) -> str | None:
+        """The text of ``find``'s hit."""
+        hit = self.find(uri, prefix, suffix)
+        return hit.text if hit is not None else None
 
     def forget(self, uri: str) -> None:
         """Drop a document's entries (closed, or settings changed)."""

@@ -80,6 +80,23 @@ class CompletionSettings:
     it follows the prefix, so it is evaluated again after every keystroke."""
     postprocess: bool = True
     """Trim completions to the current block, drop repeats and unbalanced brackets."""
+    adaptive_debounce: bool = True
+    """Wait after a keystroke as the typing rhythm and response times suggest
+    (between debounceMinMs and debounceMaxMs) instead of a fixed debounceMs."""
+    debounce_min_ms: int = attrs.field(default=10, validator=_non_negative)
+    debounce_max_ms: int = attrs.field(default=300, validator=_non_negative)
+    cache: bool = True
+    """Answer from recent completions the user is typing through."""
+    reuse_in_flight: bool = True
+    """Keep a generation running while the user types what it is producing, and
+    serve the rest of it, instead of starting over."""
+    prefetch: bool = True
+    """After a completion, compute the one that follows it (cancelled by any
+    request), so accepting and going on is instant."""
+    latency_target_ms: int = attrs.field(default=800, validator=_non_negative)
+    """Size the workspace context so that a completion after one keystroke takes
+    about this long at the speed measured on this machine (0: always use
+    context.budgetTokens)."""
 
 
 @attrs.frozen

@@ -12,18 +12,20 @@ import contextlib
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import attrs
 
+from tandem import latency
 from tandem.backends.base import Backend, GenerateRequest, GenerationStats
-from tandem.cache import CompletionCache
+from tandem.cache import SUFFIX_CHARS, CompletionCache
 from tandem.config import CompletionSettings, ContextSettings
 from tandem.context import builder
 from tandem.context.index import WorkspaceIndex
 from tandem.context.symbols import language_of
-from tandem.context.window import cursor_window
+from tandem.context.window import Window, cursor_window
 from tandem.postprocess import finished, fix_indent, postprocess
 
 logger = logging.getLogger(__name__)
@@ -49,11 +51,18 @@ class Completion:
     """A completion to insert at the cursor, and where it came from."""
 
     text: str
-    source: Literal["model", "cache"]
+    source: Literal["model", "cache", "reuse", "prefetch"]
+    """``model``: generated for this request; ``cache``: typed-ahead or scanned-back
+    from a recent completion; ``reuse``: the rest of a generation under way when
+    the request came; ``prefetch``: computed ahead, before the user asked."""
     raw: str = ""
     """The model's output before post-processing."""
     stats: GenerationStats | None = None
     latency_ms: float = 0.0
+    debounce_ms: float = 0.0
+    context_tokens: int = 0
+    context_budget: int = 0
+    backend: str = ""
 
 
 @attrs.define
@@ -62,11 +71,16 @@ class EngineStats:
 
     requests: int = 0
     cache_hits: int = 0
+    reused: int = 0
+    """Requests answered by following a generation already under way."""
     superseded: int = 0
     generations_started: int = 0
     generations_completed: int = 0
     generations_cancelled: int = 0
     generations_failed: int = 0
+    prefetches_started: int = 0
+    prefetch_hits: int = 0
+    """Requests answered (from the cache or in flight) by a prefetch."""
     last: dict[str, Any] = attrs.field(factory=dict)
     """Stats of the most recent generation."""
     last_context: dict[str, Any] = attrs.field(factory=dict)
@@ -83,6 +97,20 @@ _COMMENTS = {
 }
 """Line comments other than ``//`` (the default for unlisted languages is ``//``)."""
 
+TAIL_TOKENS = 16
+"""Prompt tokens evaluated again after a keystroke besides the suffix: the end of
+the prefix and the FIM markers."""
+
+
+LOCAL_BACKENDS = frozenset({"local", "llama_cpp", "fake"})
+"""Backends whose spare time prefetching may use (nothing billed, nothing sent)."""
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve a prefetch's outcome: nobody awaits it, and failures are not news."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.debug("prefetch failed: %s", exc)
+
 
 def _approx_tokens(text: str) -> int:
     """A tokenizer stand-in (before the model is loaded): about 3.5 chars a token."""
@@ -91,6 +119,52 @@ def _approx_tokens(text: str) -> int:
 
 class BackendMissing(Exception):
     """No backend is ready; the message says why and what to do."""
+
+
+@attrs.define(eq=False)
+class Flight:
+    """A generation under way for one document, which later requests may follow."""
+
+    uri: str
+    prefix: str
+    """The document's text before the cursor it generates for."""
+    suffix_head: str
+    kind: Literal["model", "prefetch"]
+    partial: str = ""
+    """What it generated so far (indentation fixed, not post-processed)."""
+    waiters: int = 0
+    """Requests awaiting it; a flight nobody awaits gives way to a new one."""
+    task: asyncio.Task[Completion] | None = None
+    _progress: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    def update(self, partial: str) -> None:
+        """New output: wake the requests following it."""
+        self.partial = partial
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    def landed(self, _task: object = None) -> None:
+        """Done (answered, failed or cancelled): wake the requests following it."""
+        self._progress.set()
+
+    async def progressed(self) -> None:
+        """Wait for more output or the end."""
+        await self._progress.wait()
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def typed(self, prefix: str, suffix: str) -> str | None:
+        """What was typed since the flight began, if the flight may still serve."""
+        if suffix[:SUFFIX_CHARS] != self.suffix_head or not prefix.startswith(
+            self.prefix
+        ):
+            return None
+        typed = prefix[len(self.prefix) :]
+        if self.partial.startswith(typed) or typed.startswith(self.partial):
+            return typed
+        return None
 
 
 class CompletionEngine:
@@ -111,7 +185,18 @@ class CompletionEngine:
         self.backend_problem = "the model is not loaded yet"
         self.cache = CompletionCache()
         self.stats = EngineStats()
+        self.debouncer = latency.Debouncer()
+        self.meter = latency.SpeedMeter()
+        self.changes = latency.ContextChanges()
+        self.context_budget: int | None = None
+        """The context budget in use (None: not sized yet)."""
+        self.suggestions: deque[dict[str, Any]] = deque(maxlen=50)
+        """Per-suggestion stats, newest last."""
+        self._suggestion_id = 0
         self._latest: dict[str, asyncio.Task[Any]] = {}
+        self._flights: dict[str, Flight] = {}
+        self.orphan_grace_s = latency.BURST_GAP_MS / 1000
+        """How long a generation whose request was cancelled waits to be followed."""
 
     async def complete(
         self,
@@ -130,23 +215,242 @@ class CompletionEngine:
         window = cursor_window(
             doc.text, offset, settings.prefix_chars, settings.suffix_chars
         )
-        cached = self.cache.lookup(doc.uri, doc.text[:offset], window.suffix)
-        if cached is not None:
-            self.stats.cache_hits += 1
-            latency = (time.perf_counter() - started) * 1000
-            return Completion(cached, "cache", latency_ms=latency)
+        before = doc.text[:offset]
+        wait_ms = self._debounce_ms(doc.uri, before, settings)
+        if settings.cache:
+            hit = self.cache.find(doc.uri, before, window.suffix)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                prefetched = hit.origin == "prefetch"
+                self.stats.prefetch_hits += prefetched
+                return self._record(
+                    doc.uri,
+                    Completion(hit.text, "prefetch" if prefetched else "cache"),
+                    started,
+                )
 
         async def job() -> Completion:
-            await asyncio.sleep(settings.debounce_ms / 1000)
-            found = self.context(doc, offset, context)
-            result = await self._generate(
-                doc, window.prefix, window.suffix, settings, found
-            )
-            self.cache.store(doc.uri, doc.text[:offset], window.suffix, result.text)
-            latency = (time.perf_counter() - started) * 1000
-            return attrs.evolve(result, latency_ms=latency)
+            flight = self._flights.get(doc.uri)
+            if flight is not None and flight.running:
+                if settings.reuse_in_flight and (
+                    flight.typed(before, window.suffix) is not None
+                ):
+                    followed = await self._follow(flight, before, window.suffix)
+                    if followed is not None:
+                        self.stats.reused += followed.source == "reuse"
+                        self.stats.prefetch_hits += followed.source == "prefetch"
+                        return self._record(doc.uri, followed, started)
+                if flight.task is not None:
+                    flight.task.cancel()
+            await asyncio.sleep(wait_ms / 1000)
+            flight = self._launch(doc, offset, settings, context, "model")
+            result = await self._await(flight)
+            result = attrs.evolve(result, debounce_ms=wait_ms)
+            return self._record(doc.uri, result, started)
 
         return await self.supersede(doc.uri, job)
+
+    def _debounce_ms(
+        self, uri: str, before: str, settings: CompletionSettings
+    ) -> float:
+        """This request's wait before generating (and a keystroke for the rhythm)."""
+        debouncer = self.debouncer
+        debouncer.min_ms = settings.debounce_min_ms
+        debouncer.max_ms = max(settings.debounce_min_ms, settings.debounce_max_ms)
+        wait = debouncer.keystroke(uri, time.monotonic(), before[-1:])
+        return wait if settings.adaptive_debounce else settings.debounce_ms
+
+    async def _follow(
+        self, flight: Flight, prefix: str, suffix: str
+    ) -> Completion | None:
+        """The rest of ``flight``'s completion after what was typed.
+
+        None if it went elsewhere, failed, or was all typed already.
+        """
+        flight.waiters += 1
+        try:
+            while flight.running:
+                if flight.typed(prefix, suffix) is None:
+                    return None
+                await flight.progressed()
+        finally:
+            flight.waiters -= 1
+        task = flight.task
+        if task is None or task.cancelled() or task.exception() is not None:
+            return None
+        result = task.result()
+        typed = prefix[len(flight.prefix) :]
+        rest = result.text[len(typed) :]
+        if not result.text.startswith(typed) or (typed and not rest.strip()):
+            return None
+        source: Literal["reuse", "prefetch"] = (
+            "prefetch" if flight.kind == "prefetch" else "reuse"
+        )
+        return attrs.evolve(result, text=rest, source=source)
+
+    async def _await(self, flight: Flight) -> Completion:
+        """Wait for ``flight``; it goes on if this request is cancelled.
+
+        The next request may follow it.
+        """
+        assert flight.task is not None
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.task)
+        finally:
+            flight.waiters -= 1
+            if flight.running and not flight.waiters:
+                # Cancelled: give the next keystroke's request a moment to
+                # follow it; nobody did, then it stops.
+                asyncio.get_running_loop().call_later(
+                    self.orphan_grace_s, self._drop_orphan, flight
+                )
+
+    def _drop_orphan(self, flight: Flight) -> None:
+        if flight.running and not flight.waiters and flight.task is not None:
+            flight.task.cancel()
+
+    def _launch(
+        self,
+        doc: Document,
+        offset: int,
+        settings: CompletionSettings,
+        context: ContextSettings | None,
+        kind: Literal["model", "prefetch"],
+        found: builder.Context | None = None,
+    ) -> Flight:
+        """Start a generation at ``offset``.
+
+        One model runs one generation at a time, so flights nobody awaits
+        (orphans, prefetches) give way.
+        """
+        for other in list(self._flights.values()):
+            if other.running and other.waiters == 0 and other.task is not None:
+                other.task.cancel()
+        window = cursor_window(
+            doc.text, offset, settings.prefix_chars, settings.suffix_chars
+        )
+        flight = Flight(doc.uri, doc.text[:offset], window.suffix[:SUFFIX_CHARS], kind)
+        flight.task = asyncio.ensure_future(
+            self._fly(flight, doc, offset, window, settings, context, found)
+        )
+        flight.task.add_done_callback(flight.landed)
+        self._flights[doc.uri] = flight
+        return flight
+
+    async def _fly(
+        self,
+        flight: Flight,
+        doc: Document,
+        offset: int,
+        window: Window,
+        settings: CompletionSettings,
+        context: ContextSettings | None,
+        found: builder.Context | None,
+    ) -> Completion:
+        started = time.perf_counter()
+        budget = 0
+        if found is None:
+            budget = self._context_budget(window.suffix, settings, context)
+            found = self.context(doc, offset, context, budget)
+            self.changes.observe(doc.uri, self.stats.last_context.get("text", ""))
+        result = await self._generate(
+            doc, window.prefix, window.suffix, settings, found, flight.update
+        )
+        if result.stats is not None:
+            self.meter.observe(result.stats)
+        self.debouncer.responded((time.perf_counter() - started) * 1000)
+        self.cache.store(
+            doc.uri, flight.prefix, window.suffix, result.text, flight.kind
+        )
+        result = attrs.evolve(
+            result, context_tokens=found.tokens, context_budget=budget
+        )
+        if flight.kind == "model" and settings.prefetch:
+            asyncio.get_running_loop().call_soon(
+                self._prefetch, doc, offset, result, settings, context, found
+            )
+        return result
+
+    def _prefetch(
+        self,
+        doc: Document,
+        offset: int,
+        shown: Completion,
+        settings: CompletionSettings,
+        context: ContextSettings | None,
+        found: builder.Context,
+    ) -> None:
+        """Compute the completion that follows ``shown`` once it is accepted.
+
+        Only for the in-process model (a cloud backend would bill for guesses),
+        only when nothing else is under way, and with the same context, so the
+        prompt shares everything up to the cursor with the one just evaluated.
+        """
+        if not shown.text.strip() or shown.backend not in LOCAL_BACKENDS:
+            return
+        if any(f.running for f in self._flights.values()):
+            return
+        text = doc.text[:offset] + shown.text + doc.text[offset:]
+        ahead = attrs.evolve(doc, text=text)
+        self.stats.prefetches_started += 1
+        flight = self._launch(
+            ahead, offset + len(shown.text), settings, context, "prefetch", found
+        )
+        flight.task.add_done_callback(_consume)  # type: ignore[union-attr]
+
+    def _context_budget(
+        self,
+        suffix: str,
+        settings: CompletionSettings,
+        context: ContextSettings | None,
+    ) -> int:
+        """Context tokens for this request: sized from the measured speed."""
+        if context is None or not context.enabled:
+            return 0
+        maximum = context.budget_tokens
+        if not settings.latency_target_ms:
+            return maximum
+        speed = getattr(self.backend, "calibration", None)
+        if speed is not None:
+            self.meter.seed(*speed)
+        tail = self.token_counter()(suffix) + TAIL_TOKENS
+        budget = latency.context_budget(
+            settings.latency_target_ms, self.meter, tail, self.changes.rate, maximum
+        )
+        current = self.context_budget
+        # Hold the budget through small wobbles: a new budget means a new context.
+        if current is None or abs(budget - current) > latency.BUDGET_STEP:
+            self.context_budget = current = budget
+        return min(current, maximum)
+
+    def _record(self, uri: str, result: Completion, started: float) -> Completion:
+        """Stamp the latency and keep the suggestion's stats for clients."""
+        result = attrs.evolve(result, latency_ms=(time.perf_counter() - started) * 1000)
+        self._suggestion_id += 1
+        stats = result.stats
+        entry: dict[str, Any] = {
+            "id": self._suggestion_id,
+            "uri": uri,
+            "source": result.source,
+            "backend": result.backend,
+            "latencyMs": round(result.latency_ms, 2),
+            "debounceMs": round(result.debounce_ms, 1),
+            "chars": len(result.text),
+            "contextTokens": result.context_tokens,
+            "contextBudget": result.context_budget,
+        }
+        if stats is not None and result.source in ("model", "reuse", "prefetch"):
+            entry.update(
+                cachedTokens=stats.cached_tokens,
+                newPromptTokens=stats.prompt_tokens - stats.cached_tokens,
+                promptMs=round(stats.prompt_ms, 1),
+                generatedTokens=stats.generated_tokens,
+                generationMs=round(stats.generation_ms, 1),
+            )
+        self.suggestions.append(entry)
+        logger.debug("suggestion %s", entry)
+        return result
 
     async def supersede(self, key: str, job: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``job`` as the only one for ``key``, cancelling the one before it."""
@@ -167,10 +471,19 @@ class CompletionEngine:
                 del self._latest[key]
 
     def context(
-        self, doc: Document, offset: int, settings: ContextSettings | None
+        self,
+        doc: Document,
+        offset: int,
+        settings: ContextSettings | None,
+        budget: int | None = None,
     ) -> builder.Context:
-        """Definitions from other files for this cursor (empty when off)."""
-        if settings is None or not settings.enabled or not settings.budget_tokens:
+        """Definitions from other files for this cursor (empty when off).
+
+        ``budget`` overrides the settings' token budget.
+        """
+        if budget is None and settings is not None:
+            budget = settings.budget_tokens
+        if settings is None or not settings.enabled or not budget:
             return builder.Context()
         path = doc.fs_path or doc.uri
         language = language_of(path, doc.language_id)
@@ -186,7 +499,7 @@ class CompletionEngine:
             doc.text,
             offset,
             self.index,
-            settings.budget_tokens,
+            budget,
             count,
             self.open_documents() if settings.open_documents else (),
         )
@@ -225,6 +538,7 @@ class CompletionEngine:
         suffix: str,
         settings: CompletionSettings,
         context: builder.Context | None = None,
+        on_partial: Callable[[str], None] | None = None,
     ) -> Completion:
         backend = self.backend
         if backend is None:
@@ -248,6 +562,8 @@ class CompletionEngine:
                 async for chunk in stream:
                     chunks.append(chunk)
                     partial = fix_indent("".join(chunks), line_prefix)
+                    if on_partial is not None:
+                        on_partial(partial)
                     if settings.postprocess and finished(
                         partial,
                         prefix,
@@ -278,19 +594,27 @@ class CompletionEngine:
         used = getattr(backend, "last_backend", "") or backend.name
         self.stats.last = {"backend": used, **attrs.asdict(stats)}
         logger.debug("completion %r -> %r (%s)", raw, text, self.stats.last)
-        return Completion(text, "model", raw=raw, stats=stats)
+        return Completion(text, "model", raw=raw, stats=stats, backend=used)
 
     def forget(self, uri: str) -> None:
         """Drop cached completions and cancel work for a closed document."""
         self.cache.forget(uri)
+        self.debouncer.forget(uri)
+        self.changes.forget(uri)
         if (task := self._latest.pop(uri, None)) is not None:
             task.cancel()
+        if (flight := self._flights.pop(uri, None)) is not None and flight.task:
+            flight.task.cancel()
 
     async def aclose(self) -> None:
         """Cancel in-flight work and close the backend."""
         for task in list(self._latest.values()):
             task.cancel()
         self._latest.clear()
+        for flight in self._flights.values():
+            if flight.task is not None:
+                flight.task.cancel()
+        self._flights.clear()
         backend, self.backend = self.backend, None
         if backend is not None:
             await backend.aclose()

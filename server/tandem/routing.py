@@ -334,6 +334,14 @@ class RoutedBackend:
         """Whether the local model is loaded (its tokenizer counts context)."""
         return bool(getattr(self.router.local, "loaded", False))
 
+    @property
+    def calibration(self) -> tuple[float, float] | None:
+        """The local model's measured speed, when completions go to it first."""
+        chain = getattr(self.router.settings.routing, self.task)
+        if not chain or chain[0] != "local":
+            return None
+        return getattr(self.router.local, "calibration", None)
+
     def count_tokens(self, text: str) -> int:
         """Tokens in the local model's vocabulary (an estimate without it)."""
         count = getattr(self.router.local, "count_tokens", None)

@@ -295,7 +295,8 @@ class TandemServer(LanguageServer):
             model = f"{info.name} ({Path(info.path).name}, {where}): {model}"
         elif self.model_message:
             model = f"{model}: {self.model_message}"
-        stats = self.engine.stats
+        engine = self.engine
+        stats = engine.stats
         routing = self.router.status()
         offline = routing["offline"]
         chains = ", ".join(
@@ -308,7 +309,8 @@ class TandemServer(LanguageServer):
             f"model: {model}",
             f"completions: {stats.requests} requests, {stats.cache_hits} from cache, "
             f"{stats.generations_completed} generated, "
-            f"{stats.generations_cancelled} cancelled",
+            f"{stats.generations_cancelled} cancelled, {stats.reused} reused "
+            f"in flight, {stats.prefetch_hits} prefetched",
             f"routing: {chains}; escalation "
             + (
                 f"to {routing['escalateTo']}"
@@ -338,6 +340,14 @@ class TandemServer(LanguageServer):
                 "hits": self.engine.cache.hits,
                 "misses": self.engine.cache.misses,
             },
+            "latency": {
+                "debounce": engine.debouncer.status(),
+                "speed": engine.meter.status(),
+                "contextBudget": engine.context_budget,
+                "contextChangeRate": engine.changes.rate,
+                "targetMs": self.settings.completion.latency_target_ms,
+            },
+            "suggestions": list(engine.suggestions)[-20:],
         }
 
     # -- workspace index -------------------------------------------------------

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
+import attrs
 import pytest
 
 from tandem.backends.base import BackendError
 from tandem.backends.fake import FakeBackend
-from tandem.config import CompletionSettings
+from tandem.config import CompletionSettings, ContextSettings
 from tandem.engine import BackendMissing, CompletionEngine, Document
 
 TEXT = "def is_palindrome(s):\n    \n\nprint(is_palindrome('abba'))\n"
 OFFSET = TEXT.index("    \n") + 4
 DOC = Document("file:///p.py", TEXT, "python", "p.py")
-FAST = CompletionSettings(debounce_ms=0)
+FAST = CompletionSettings(debounce_ms=0, adaptive_debounce=False, prefetch=False)
+PLAIN = attrs.evolve(FAST, reuse_in_flight=False)
 
 
 async def test_completion_is_post_processed_and_cached() -> None:
@@ -52,9 +54,9 @@ async def test_newer_request_supersedes_older() -> None:
     backend = FakeBackend(chunk_delay=0.05)
     backend.enqueue(["a", "b", "c"], ["return True"])
     engine = CompletionEngine(backend)
-    older = asyncio.create_task(engine.complete(DOC, OFFSET, FAST))
+    older = asyncio.create_task(engine.complete(DOC, OFFSET, PLAIN))
     await asyncio.sleep(0.06)  # the older one is mid-stream
-    newer = await engine.complete(DOC, OFFSET, FAST)
+    newer = await engine.complete(DOC, OFFSET, PLAIN)
     assert await older is None
     assert newer is not None and newer.text == "return True"
     assert backend.cancelled == 1
@@ -66,7 +68,7 @@ async def test_burst_during_debounce_starts_one_generation() -> None:
     backend = FakeBackend()
     backend.enqueue(["return True"])
     engine = CompletionEngine(backend)
-    settings = CompletionSettings(debounce_ms=30)
+    settings = attrs.evolve(FAST, debounce_ms=30)
     tasks = [
         asyncio.create_task(engine.complete(DOC, OFFSET, settings)) for _ in range(5)
     ]
@@ -80,12 +82,15 @@ async def test_caller_cancellation_propagates() -> None:
     backend = FakeBackend(chunk_delay=0.05)
     backend.enqueue(["a", "b", "c"])
     engine = CompletionEngine(backend)
+    engine.orphan_grace_s = 0.05
     task = asyncio.create_task(engine.complete(DOC, OFFSET, FAST))
     await asyncio.sleep(0.06)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert backend.cancelled == 1
+    assert backend.cancelled == 0  # the next keystroke's request may follow it
+    await asyncio.sleep(0.08)
+    assert backend.cancelled == 1  # none did
 
 
 async def test_backend_error_reaches_caller_and_engine_recovers() -> None:
@@ -110,7 +115,7 @@ async def test_postprocess_off_shows_raw() -> None:
     backend = FakeBackend()
     backend.enqueue(["return 1\n\nprint(2)\n"])
     engine = CompletionEngine(backend)
-    settings = CompletionSettings(debounce_ms=0, postprocess=False, max_lines=99)
+    settings = attrs.evolve(FAST, postprocess=False, max_lines=99)
     result = await engine.complete(DOC, OFFSET, settings)
     assert result is not None and result.text == "return 1\n\nprint(2)\n"
 
@@ -124,3 +129,121 @@ async def test_forget_and_aclose() -> None:
     assert engine.cache.lookup(DOC.uri, TEXT[:OFFSET], TEXT[OFFSET:]) is None
     await engine.aclose()
     assert backend.closed and engine.backend is None
+
+
+def typed(chars: str) -> tuple[Document, int]:
+    """DOC with ``chars`` typed at the cursor, and the cursor after them."""
+    return Document(DOC.uri, TEXT[:OFFSET] + chars + TEXT[OFFSET:], "python"), (
+        OFFSET + len(chars)
+    )
+
+
+async def test_typing_what_is_being_generated_follows_the_generation() -> None:
+    backend = FakeBackend(chunk_delay=0.05)
+    backend.enqueue(["return s", " == s", "[::-1]\n"])
+    engine = CompletionEngine(backend)
+    first = asyncio.create_task(engine.complete(DOC, OFFSET, FAST))
+    await asyncio.sleep(0.07)  # "return s" is out
+    second = await engine.complete(*typed("ret"), FAST)
+    assert await first is None  # superseded: the client shows the newer one
+    assert second is not None
+    assert (second.text, second.source) == ("urn s == s[::-1]", "reuse")
+    assert len(backend.requests) == 1 and backend.cancelled == 0
+    assert engine.stats.reused == 1 and engine.stats.generations_started == 1
+    assert engine.suggestions[-1]["source"] == "reuse"
+    assert engine.suggestions[-1]["generatedTokens"] == 3
+
+
+async def test_typing_ahead_of_the_output_waits_for_it() -> None:
+    backend = FakeBackend(chunk_delay=0.05)
+    backend.enqueue(["return s", " == s", "[::-1]\n"])
+    engine = CompletionEngine(backend)
+    first = asyncio.create_task(engine.complete(DOC, OFFSET, FAST))
+    await asyncio.sleep(0.07)
+    second = await engine.complete(*typed("return s =="), FAST)
+    assert await first is None
+    assert second is not None and second.text == " s[::-1]"
+    assert len(backend.requests) == 1
+
+
+async def test_typing_something_else_starts_over() -> None:
+    backend = FakeBackend(chunk_delay=0.05)
+    backend.enqueue(["return s", " == s", "[::-1]\n"], ["se(s) == s"])
+    engine = CompletionEngine(backend)
+    first = asyncio.create_task(engine.complete(DOC, OFFSET, FAST))
+    await asyncio.sleep(0.07)
+    second = await engine.complete(*typed("rever"), FAST)
+    assert await first is None
+    assert second is not None and (second.text, second.source) == (
+        "se(s) == s",
+        "model",
+    )
+    assert backend.cancelled == 1 and engine.stats.reused == 0
+
+
+async def test_prefetch_answers_the_completion_after_an_accepted_one() -> None:
+    backend = FakeBackend()
+    backend.enqueue(["return s == s[::-1]"], ["  # same backwards"])
+    engine = CompletionEngine(backend)
+    settings = attrs.evolve(FAST, prefetch=True)
+    shown = await engine.complete(DOC, OFFSET, settings)
+    assert shown is not None and shown.text == "return s == s[::-1]"
+    await asyncio.sleep(0.01)  # the prefetch runs while the user reads
+    assert engine.stats.prefetches_started == 1
+    prefetch = backend.requests[1]
+    assert prefetch.prompt.endswith("    return s == s[::-1]")
+    accepted = await engine.complete(*typed(shown.text), settings)
+    assert accepted is not None
+    assert (accepted.text, accepted.source) == ("  # same backwards", "prefetch")
+    assert len(backend.requests) == 2 and engine.stats.prefetch_hits == 1
+
+
+async def test_prefetch_gives_way_to_a_real_request() -> None:
+    backend = FakeBackend(chunk_delay=0.05)
+    backend.enqueue(["return True"], ["a", "b", "c", "d"], ["return False"])
+    engine = CompletionEngine(backend)
+    settings = attrs.evolve(FAST, prefetch=True)
+    assert await engine.complete(DOC, OFFSET, settings) is not None
+    await asyncio.sleep(0.06)  # the prefetch is generating
+    other = await engine.complete(*typed("x"), settings)
+    assert other is not None and other.text == "return False"
+    assert backend.cancelled == 1  # the prefetch, not the user's request
+
+
+async def test_debounce_follows_the_setting() -> None:
+    backend = FakeBackend(chunk_delay=0.05)
+    backend.enqueue(*[["return True"]] * 4)
+    engine = CompletionEngine(backend)
+    fixed = attrs.evolve(FAST, debounce_ms=40, cache=False)
+    await engine.complete(DOC, OFFSET, fixed)
+    assert engine.suggestions[-1]["debounceMs"] == 40
+    adaptive = attrs.evolve(fixed, adaptive_debounce=True, debounce_min_ms=5)
+    await engine.complete(*typed("r"), adaptive)
+    # The keystroke came after a pause (the 40 ms wait and the 50 ms answer):
+    # the user is waiting, so the adaptive wait is the shortest.
+    assert engine.suggestions[-1]["debounceMs"] == 5
+    assert engine.debouncer.response_ms is not None
+
+
+class Timed(FakeBackend):
+    """A backend whose speed is known (as a loaded model's is)."""
+
+    def __init__(self, prompt_tps: float, gen_tps: float) -> None:
+        super().__init__()
+        self.calibration = (prompt_tps, gen_tps)
+
+
+def test_context_budget_shrinks_on_a_slow_machine() -> None:
+    settings = attrs.evolve(FAST, latency_target_ms=800)
+    context = ContextSettings(budget_tokens=2048)
+    suffix = "\n\nprint(is_palindrome('abba'))\n"
+    budgets = []
+    for speed in ((5000.0, 200.0), (400.0, 40.0), (200.0, 40.0), (30.0, 8.0)):
+        engine = CompletionEngine(Timed(*speed))
+        budgets.append(engine._context_budget(suffix, settings, context))
+    assert budgets[0] == 2048  # a GPU affords all of it
+    assert budgets[0] > budgets[1] > budgets[2] > budgets[3] == 0, budgets
+    off = attrs.evolve(settings, latency_target_ms=0)
+    assert (
+        CompletionEngine(Timed(30.0, 8.0))._context_budget(suffix, off, context) == 2048
+    )

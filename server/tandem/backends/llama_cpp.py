@@ -70,6 +70,10 @@ class ModelInfo:
     n_gpu_layers: int
     n_threads: int
     load_ms: float
+    prompt_tps: float = 0.0
+    """Prompt tokens evaluated per second, measured right after loading."""
+    gen_tps: float = 0.0
+    """Tokens generated per second, measured right after loading."""
 
 
 _llama_logger = logging.getLogger("tandem.llama_cpp")
@@ -129,6 +133,21 @@ def check_gguf(path: Path) -> None:
         magic = f.read(4)
     if magic != b"GGUF":
         raise BackendConfigError(f"{path} is not a GGUF model file")
+
+
+CALIBRATION_PROMPT = 64
+CALIBRATION_TOKENS = 8
+_CALIBRATION = """\
+def merge_intervals(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    \"\"\"Merge overlapping closed intervals, sorted by start.\"\"\"
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+"""
 
 
 @attrs.define
@@ -260,17 +279,49 @@ class LlamaCppBackend:
             n_gpu_layers=n_gpu,
             n_threads=threads,
             load_ms=load_ms,
+            **self._calibrate(llm),
         )
         logger.info(
-            "loaded %s (%s, FIM %s) in %.0f ms, GPU offload %s, %d threads",
+            "loaded %s (%s, FIM %s) in %.0f ms, GPU offload %s, %d threads, "
+            "%.0f prompt tokens/s, %.0f generated tokens/s",
             path.name,
             arch,
             self.info.fim_family or "off",
             load_ms,
             "on" if self.info.gpu_offload else "off",
             threads,
+            self.info.prompt_tps,
+            self.info.gen_tps,
         )
         return self.info
+
+    def _calibrate(self, llm: Llama) -> dict[str, float]:
+        """Time a short prompt and a few tokens: the speed the engine starts from."""
+        tokens = self._prefix_bos + self.tokenize(_CALIBRATION)[:CALIBRATION_PROMPT]
+        started = time.perf_counter()
+        first = started
+        n = 0
+        for _ in llm.generate(tokens, temp=0.0, reset=True):
+            n += 1
+            if n == 1:
+                first = time.perf_counter()
+            if n > CALIBRATION_TOKENS:
+                break
+        done = time.perf_counter()
+        if n < 2 or first <= started or done <= first:
+            return {}
+        return {
+            "prompt_tps": len(tokens) / (first - started),
+            "gen_tps": (n - 1) / (done - first),
+        }
+
+    @property
+    def calibration(self) -> tuple[float, float] | None:
+        """(prompt tokens/s, generated tokens/s) measured at load."""
+        info = self.info
+        if info is None or not info.prompt_tps:
+            return None
+        return info.prompt_tps, info.gen_tps
 
     def _install_abort_callback(self, llm: Llama) -> None:
         import llama_cpp
