@@ -250,6 +250,19 @@ class CompletionEngine:
 
         return await self.supersede(doc.uri, job)
 
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The generations under way: which document, why, what they made so far."""
+        return [
+            {
+                "uri": f.uri,
+                "kind": f.kind,
+                "waiters": f.waiters,
+                "partial": f.partial[:400],
+            }
+            for f in self._flights.values()
+            if f.running
+        ]
+
     def _debounce_ms(
         self, uri: str, before: str, settings: CompletionSettings
     ) -> float:

@@ -346,6 +346,7 @@ class TandemServer(LanguageServer):
                 "contextBudget": engine.context_budget,
                 "contextChangeRate": engine.changes.rate,
                 "targetMs": self.settings.completion.latency_target_ms,
+                "inFlight": engine.in_flight(),
             },
             "suggestions": list(engine.suggestions)[-20:],
         }

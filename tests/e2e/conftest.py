@@ -95,7 +95,12 @@ async def client(
 ) -> AsyncIterator[None]:
     """A session with the Qwen model, once per client kind."""
     answer_client_requests(lsp_client)
-    lsp_client.set_configuration({"completion": {"debounceMs": 20}}, section="tandem")
+    # A fixed debounce and no prefetch: the tests count generations. The latency
+    # features have their own tests (test_latency.py).
+    lsp_client.set_configuration(
+        {"completion": {"debounceMs": 20, "adaptiveDebounce": False, "prefetch": False}},
+        section="tandem",
+    )
     await lsp_client.initialize_session(initialize_params(request.param))
     yield
     await lsp_client.shutdown_session()

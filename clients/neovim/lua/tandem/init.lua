@@ -3,7 +3,7 @@
 --   require("tandem").setup({
 --     cmd = { "tandem-ls" },          -- or { "/path/to/venv/bin/python", "-m", "tandem" }
 --     settings = { ["local"] = { modelPath = "~/models/qwen2.5-coder-1.5b.gguf" } },
---     ghost = { enabled = true, debounce_ms = 150, accept = "<Tab>" },
+--     ghost = { enabled = true, debounce_ms = 30, accept = "<Tab>" },
 --   })
 --
 -- Commands: :TandemStatus, :TandemOffline on|off|toggle, :[range]TandemExplain[!],
@@ -20,7 +20,7 @@ M.defaults = {
   settings = {}, ---@type table the "tandem" settings section
   ghost = {
     enabled = true,
-    debounce_ms = 150, -- idle time in insert mode before asking for a completion
+    debounce_ms = 30, -- coalesces keys typed at once; the server adapts its own wait
     accept = "<Tab>", -- insert-mode key that accepts the ghost text (false: none)
   },
 }

@@ -1,0 +1,142 @@
+"""The latency engine end to end, on the real model: in-flight reuse, typed-ahead
+cache, prefetch, and the context budget sized from the measured speed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from tests.e2e.helpers import PALINDROME, complete, edit, open_doc, session, status
+from tests.models import qwen_model
+
+CURSOR = types.Position(line=2, character=4)
+URI = "file:///work/project/pal.py"
+
+
+def env() -> dict[str, str]:
+    return {"TANDEM_MODEL": str(qwen_model())}
+
+
+def options(**completion: Any) -> dict[str, Any]:
+    return {"completion": completion}
+
+
+def started(state: dict[str, Any]) -> int:
+    """Generations started for requests (prefetches not counted)."""
+    stats = state["stats"]
+    return int(stats["generations_started"] - stats["prefetches_started"])
+
+
+async def inline(client: LanguageClient, uri: str, at: types.Position) -> Any:
+    return await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=at,
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+        )
+    )
+
+
+@pytest.mark.slow
+async def test_typing_what_is_being_generated_reuses_the_generation() -> None:
+    # Post-processing off and many tokens: the generation runs for seconds, so
+    # the keystroke surely lands while it is under way.
+    settings = options(postprocess=False, maxTokens=160, maxLines=99, prefetch=False)
+    async with session(env(), settings) as client:
+        open_doc(client, URI, PALINDROME)
+        first = asyncio.ensure_future(inline(client, URI, CURSOR))
+        partial = ""
+        while len(partial.strip()) < 4:
+            flights = (await status(client))["latency"]["inFlight"]
+            assert not first.done(), "the generation ended before the keystroke"
+            partial = flights[0]["partial"] if flights else ""
+            await asyncio.sleep(0.02)
+        typed = partial[: len(partial) - len(partial.lstrip()) + 4]
+        edit(client, URI, 2, CURSOR, typed)
+        after = types.Position(line=2, character=CURSOR.character + len(typed))
+        second = await inline(client, URI, after)
+        assert await first is None  # superseded by the newer request
+        assert isinstance(second, types.InlineCompletionList)
+        rest = second.items[0].insert_text
+        assert isinstance(rest, str) and rest.startswith(partial[len(typed) :])
+
+        state = await status(client)
+        assert started(state) == 1  # no new generation for the second request
+        assert state["stats"]["reused"] == 1
+        shown = state["suggestions"][-1]
+        assert shown["source"] == "reuse"
+        assert shown["generatedTokens"] > 0 and shown["promptMs"] > 0
+
+
+@pytest.mark.slow
+async def test_typed_ahead_completion_comes_from_the_cache() -> None:
+    async with session(env(), options(prefetch=False)) as client:
+        open_doc(client, URI, PALINDROME)
+        first = await complete(client, URI, CURSOR)
+        edit(client, URI, 2, CURSOR, first[:3])
+        rest = await complete(client, URI, types.Position(line=2, character=7))
+        assert first[:3] + rest == first
+        state = await status(client)
+        assert started(state) == 1
+        cached, generated = state["suggestions"][-1], state["suggestions"][-2]
+        assert cached["source"] == "cache" and "generatedTokens" not in cached
+        assert generated["source"] == "model"
+        for key in ("cachedTokens", "newPromptTokens", "promptMs", "generationMs"):
+            assert key in generated
+        assert generated["backend"] == "local"
+
+
+@pytest.mark.slow
+async def test_accepting_a_completion_finds_the_next_one_prefetched() -> None:
+    async with session(env(), options()) as client:  # all latency features on
+        open_doc(client, URI, PALINDROME)
+        first = await complete(client, URI, CURSOR)
+        assert first.strip()
+        while (state := await status(client))["latency"]["inFlight"] or not state[
+            "stats"
+        ]["prefetches_started"]:
+            await asyncio.sleep(0.05)  # the prefetch runs while the user reads
+        edit(client, URI, 2, CURSOR, first)  # accepted
+        lines = (PALINDROME[: PALINDROME.index("    \n") + 4] + first).split("\n")
+        end = types.Position(line=len(lines) - 1, character=len(lines[-1]))
+        result = await inline(client, URI, end)
+        state = await status(client)
+        assert started(state) == 1  # the next completion cost no new generation
+        assert state["stats"]["prefetch_hits"] == 1
+        assert state["suggestions"][-1]["source"] == "prefetch"
+        assert result is None or isinstance(result, types.InlineCompletionList)
+
+
+@pytest.mark.slow
+async def test_context_budget_follows_the_measured_speed() -> None:
+    async with session(env(), options(prefetch=False)) as client:
+        open_doc(client, URI, PALINDROME)
+        await complete(client, URI, CURSOR)
+        latency = (await status(client))["latency"]
+        speed = latency["speed"]
+        assert speed["promptTokensPerS"] > 0 and speed["generatedTokensPerS"] > 0
+        roomy = latency["contextBudget"]
+        assert roomy is not None
+        assert roomy <= 512  # never above context.budgetTokens
+
+        # A target the measured speed cannot meet: the context gives way.
+        client.set_configuration(
+            {"completion": {"prefetch": False, "latencyTargetMs": 50}},
+            section="tandem",
+        )
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings=None)
+        )
+        while (await status(client))["latency"]["targetMs"] != 50:
+            await asyncio.sleep(0.05)
+        edit(client, URI, 2, CURSOR, "r")
+        await complete(client, URI, types.Position(line=2, character=5))
+        state = await status(client)
+        assert state["latency"]["contextBudget"] == 0
+        assert state["suggestions"][-1]["contextTokens"] == 0
