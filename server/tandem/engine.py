@@ -190,7 +190,7 @@ class CompletionEngine:
         self.changes = latency.ContextChanges()
         self.context_budget: int | None = None
         """The context budget in use (None: not sized yet)."""
-        self.suggestions: deque[dict[str, Any]] = deque(maxlen=50)
+        self.suggestions: deque[dict[str, Any]] = deque(maxlen=200)
         """Per-suggestion stats, newest last."""
         self._suggestion_id = 0
         self._latest: dict[str, asyncio.Task[Any]] = {}
@@ -402,6 +402,8 @@ class CompletionEngine:
         """
         if not shown.text.strip() or shown.backend not in LOCAL_BACKENDS:
             return
+        if not getattr(self.backend, "local_first", True):
+            return  # the guess would go to the first backend of the chain
         if any(f.running for f in self._flights.values()):
             return
         text = doc.text[:offset] + shown.text + doc.text[offset:]

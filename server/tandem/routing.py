@@ -335,10 +335,15 @@ class RoutedBackend:
         return bool(getattr(self.router.local, "loaded", False))
 
     @property
-    def calibration(self) -> tuple[float, float] | None:
-        """The local model's measured speed, when completions go to it first."""
+    def local_first(self) -> bool:
+        """Whether this task goes to the in-process model first."""
         chain = getattr(self.router.settings.routing, self.task)
-        if not chain or chain[0] != "local":
+        return bool(chain) and chain[0] == "local" and not self.escalation
+
+    @property
+    def calibration(self) -> tuple[float, float] | None:
+        """The local model's measured speed, when this task goes to it first."""
+        if not self.local_first:
             return None
         return getattr(self.router.local, "calibration", None)
 

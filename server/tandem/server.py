@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -323,6 +324,7 @@ class TandemServer(LanguageServer):
         return {
             "summary": summary,
             "version": __version__,
+            "pid": os.getpid(),
             "backend": self.settings.backend,
             "offline": offline,
             "routing": routing,
@@ -348,7 +350,7 @@ class TandemServer(LanguageServer):
                 "targetMs": self.settings.completion.latency_target_ms,
                 "inFlight": engine.in_flight(),
             },
-            "suggestions": list(engine.suggestions)[-20:],
+            "suggestions": list(engine.suggestions),
         }
 
     # -- workspace index -------------------------------------------------------

@@ -22,7 +22,8 @@ async def complete_at(
     ls: TandemServer, uri: str, position: types.Position
 ) -> tuple[TextDocument, Completion] | None:
     """Run the engine at ``position``; None (and one message) when it cannot."""
-    settings = ls.settings.completion
+    await ls.wait_for_backend()
+    settings = ls.settings.completion  # as the client's settings say, once known
     if not settings.enabled:
         return None
     doc = ls.workspace.get_text_document(uri)
@@ -30,7 +31,6 @@ async def complete_at(
         offset = doc.offset_at_position(position)
     except (IndexError, ValueError):
         return None
-    await ls.wait_for_backend()
     snapshot = Document(
         uri, doc.source, doc.language_id or "", rel_path(ls, doc), doc.path or None
     )

@@ -1,0 +1,314 @@
+"""Typing replay: a real file typed character by character, as an editor asks.
+
+A function from a package installed here (code nobody here wrote) is removed from
+its file and typed back at a human rhythm (seeded, so every run types alike).
+Each keystroke sends the change, cancels the pending inline completion request
+and asks again, as VS Code does. A completion counts as shown when its answer
+comes before the next keystroke; when it matches what comes next, the simulated
+user accepts it (Tab) and goes on from its end.
+
+Runs the same replay with the latency features on (the defaults) and off (a
+fixed 50 ms debounce, no cache, no in-flight reuse, no prefetch, fixed context
+budget), and against a peer: llama-cpp-python's own OpenAI-compatible server
+on the same model, driven the same way (what a Continue user would run). Prints
+p50/p95 shown-completion latency, generations started per 100 keystrokes, the
+share of shown completions that cost no new generation, and the ratios.
+
+    python benchmarks/typing_bench.py --model GGUF [--modes on,off,peer] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from lsprotocol import types
+
+sys.path.insert(0, str(Path(__file__).parent))
+from lsp import editor, median, percentile, text_of
+
+OFF = {
+    "adaptiveDebounce": False,
+    "debounceMs": 50,
+    "cache": False,
+    "reuseInFlight": False,
+    "prefetch": False,
+    "latencyTargetMs": 0,
+}
+
+
+def source_function() -> tuple[str, str, str, str]:
+    """(path, text before, the function, text after) from an installed package:
+    the standard library's ``textwrap.TextWrapper._wrap_chunks``, a real method
+    with ~4,000 characters (~900 tokens) of the module before it."""
+    import textwrap
+
+    path = inspect.getsourcefile(textwrap)
+    assert path is not None
+    text = Path(path).read_text()
+    start = text.index("    def _wrap_chunks(self, chunks):")
+    end = text.index("    def _split_chunks(self, text):")
+    return path, text[:start], text[start:end], text[end:]
+
+
+def rhythm(target: str, seed: int) -> list[float]:
+    """Seconds before each keystroke: ~8 chars/s, longer after a line or a dot."""
+    rng = random.Random(seed)
+    waits = []
+    for i, ch in enumerate(target):
+        wait = rng.lognormvariate(-2.1, 0.35)  # median ~120 ms
+        before = target[i - 1] if i else "\n"
+        if before == "\n" and ch != " ":
+            wait += rng.uniform(0.4, 1.2)  # a pause to think about the next line
+        elif before in ".(" and rng.random() < 0.3:
+            wait += rng.uniform(0.2, 0.6)
+        waits.append(wait)
+    return waits
+
+
+def position(text: str) -> types.Position:
+    lines = text.split("\n")
+    return types.Position(line=len(lines) - 1, character=len(lines[-1]))
+
+
+class Replay:
+    """The typing, the requests, and what was shown."""
+
+    def __init__(self, target: str, seed: int) -> None:
+        self.target = target
+        self.waits = rhythm(target, seed)
+        self.keystrokes = 0
+        self.accepted = 0
+        self.accepted_chars = 0
+        self.requests = 0
+        self.shown: list[float] = []
+        """Latency (ms) of each completion answered before the next keystroke."""
+
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        return {
+            "keystrokes": self.keystrokes,
+            "requests": self.requests,
+            "accepted": self.accepted,
+            "accepted_chars": self.accepted_chars,
+            "shown": len(self.shown),
+            "shown_p50_ms": round(median(self.shown), 1),
+            "shown_p95_ms": round(percentile(self.shown, 0.95), 1),
+            "replay_s": round(elapsed, 1),
+        }
+
+
+async def replay_lsp(model: str, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The replay against tandem-ls with ``settings`` for completions."""
+    path, before, target, after = source_function()
+    uri = Path(path).as_uri()
+    replay = Replay(target, seed)
+    async with editor(model, {"completion": settings}) as ed:
+        ed.open(uri, before + after)
+        await ed.wait_ready()
+        cold = text_of(await ed.request(uri, position(before)))  # as the file opens
+        del cold
+        typed = before
+        i = 0
+        started = time.perf_counter()
+        while i < len(target):
+            ch = target[i]
+            ed.insert(uri, position(typed), ch)
+            typed += ch
+            i += 1
+            replay.keystrokes += 1
+            asked = time.perf_counter()
+            future = ed.request(uri, position(typed))
+            replay.requests += 1
+            wait = replay.waits[i] if i < len(target) else 1.0
+            done, _ = await asyncio.wait({future}, timeout=wait)
+            if not done:
+                continue  # the next keystroke cancels it
+            with contextlib.suppress(Exception):
+                shown = text_of(future.result())
+                if not shown:
+                    await asyncio.sleep(wait - (time.perf_counter() - asked))
+                    continue
+                replay.shown.append((time.perf_counter() - asked) * 1000)
+                rest = target[i:]
+                if len(shown.strip()) >= 3 and rest.startswith(shown):
+                    await asyncio.sleep(0.25)  # read it, press Tab
+                    ed.insert(uri, position(typed), shown)
+                    typed += shown
+                    i += len(shown)
+                    replay.accepted += 1
+                    replay.accepted_chars += len(shown)
+                    future = ed.request(uri, position(typed))  # editors ask again
+                    replay.requests += 1
+                    continue
+            await asyncio.sleep(max(0.0, wait - (time.perf_counter() - asked)))
+        elapsed = time.perf_counter() - started
+        ed.cancel(uri)
+        await asyncio.sleep(0.5)
+        state = await ed.status()
+    stats = state["stats"]
+    out = replay.summary(elapsed)
+    generated = [s for s in state["suggestions"] if "promptMs" in s]
+    first = state["suggestions"][0] if state["suggestions"] else {}
+    warm = [s["promptMs"] for s in generated if s["newPromptTokens"] < 64]
+    if first.get("id") == 1 and warm:
+        out["cold_prompt"] = {
+            "tokens": first["newPromptTokens"] + first["cachedTokens"],
+            "ms": first["promptMs"],
+        }
+        out["keystroke_prompt_ms_p50"] = median(warm)
+        out["keystroke_over_cold"] = ratio(median(warm), first["promptMs"])
+    served = stats["cache_hits"] + stats["reused"]
+    out.update(
+        generations_started=stats["generations_started"],
+        prefetches_started=stats["prefetches_started"],
+        generations_cancelled=stats["generations_cancelled"],
+        cache_hits=stats["cache_hits"],
+        reused_in_flight=stats["reused"],
+        prefetch_hits=stats["prefetch_hits"],
+        generations_per_100_keys=round(
+            100 * stats["generations_started"] / replay.keystrokes, 1
+        ),
+        no_generation_share=round(served / max(1, stats["requests"]), 3),
+        context_budget=state["latency"]["contextBudget"],
+        speed=state["latency"]["speed"],
+    )
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def replay_peer(
+    model: str, seed: int, debounce_ms: float, max_tokens: int
+) -> dict[str, Any]:
+    """The replay against ``python -m llama_cpp.server`` with a FIM prompt."""
+    _, before, target, after = source_function()
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "llama_cpp.server", "--model", model),
+        *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    replay = Replay(target, seed)
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            for _ in range(600):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{base}/models")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+
+            async def ask(prefix: str, suffix: str) -> str:
+                await asyncio.sleep(debounce_ms / 1000)
+                prompt = (
+                    f"<|fim_prefix|>{prefix[-4000:]}<|fim_suffix|>{suffix[:400]}"
+                    "<|fim_middle|>"
+                )
+                chunks: list[str] = []
+                body = {
+                    "prompt": prompt,
+                    "max_tokens": max_tokens,
+                    "temperature": 0,
+                    "stream": True,
+                    "stop": ["<|endoftext|>", "<|file_sep|>", "\n\n"],
+                }
+                async with http.stream("POST", f"{base}/completions", json=body) as r:
+                    async for line in r.aiter_lines():
+                        if not line.startswith("data: ") or line == "data: [DONE]":
+                            continue
+                        chunks.append(json.loads(line[6:])["choices"][0]["text"])
+                return "".join(chunks)
+
+            await ask(before, after)  # warm, as tandem-ls is before its replay
+            typed = before
+            i = 0
+            started = time.perf_counter()
+            while i < len(target):
+                typed += target[i]
+                i += 1
+                replay.keystrokes += 1
+                asked = time.perf_counter()
+                task = asyncio.ensure_future(ask(typed, after))
+                replay.requests += 1
+                wait = replay.waits[i] if i < len(target) else 1.0
+                done, _ = await asyncio.wait({task}, timeout=wait)
+                if not done:
+                    task.cancel()  # closes the connection, as a client does
+                    continue
+                with contextlib.suppress(Exception):
+                    shown = task.result()
+                    if shown.strip():
+                        replay.shown.append((time.perf_counter() - asked) * 1000)
+                        if len(shown.strip()) >= 3 and target[i:].startswith(shown):
+                            await asyncio.sleep(0.25)
+                            typed += shown
+                            i += len(shown)
+                            replay.accepted += 1
+                            replay.accepted_chars += len(shown)
+                            continue
+                await asyncio.sleep(max(0.0, wait - (time.perf_counter() - asked)))
+            elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        await server.wait()
+    return replay.summary(elapsed)
+
+
+def ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b and a == a and b == b else None
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="GGUF with FIM tokens")
+    parser.add_argument("--modes", default="on,off,peer")
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    modes = args.modes.split(",")
+    results: dict[str, Any] = {"file": source_function()[0], "model": args.model}
+    for mode in modes:
+        if mode == "on":
+            results["on"] = await replay_lsp(args.model, {}, args.seed)
+        elif mode == "off":
+            results["off"] = await replay_lsp(args.model, OFF, args.seed)
+        elif mode == "peer":
+            results["peer"] = await replay_peer(args.model, args.seed, 50, 96)
+        if not args.json:
+            print(mode, json.dumps(results[mode]), flush=True)
+    on, off, peer = (results.get(m) for m in ("on", "off", "peer"))
+    ratios: dict[str, Any] = {}
+    if on and off:
+        for key in ("shown_p50_ms", "shown_p95_ms", "generations_per_100_keys"):
+            ratios[f"{key} on/off"] = ratio(on[key], off[key])
+        ratios["shown on/off"] = ratio(on["shown"], off["shown"])
+    if on and peer:
+        for key in ("shown_p50_ms", "shown_p95_ms"):
+            ratios[f"{key} peer/on"] = ratio(peer[key], on[key])
+        ratios["shown on/peer"] = ratio(on["shown"], peer["shown"])
+    results["ratios"] = ratios
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for key, value in ratios.items():
+            print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
