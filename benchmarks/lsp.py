@@ -100,9 +100,11 @@ class Editor:
             )
         )
 
-        def done(_: asyncio.Future[Any]) -> None:
+        def done(fut: asyncio.Future[Any]) -> None:
             if self.pending.get(uri) == msg_id:
                 del self.pending[uri]
+            if not fut.cancelled():
+                fut.exception()  # cancelled requests answer with an error: expected
 
         future.add_done_callback(done)
         return future

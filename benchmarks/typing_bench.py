@@ -48,10 +48,17 @@ OFF = {
 }
 
 
+CHARS = 700
+"""How much of the method is typed (~90 s at the simulated rhythm)."""
+
+
 def source_function() -> tuple[str, str, str, str]:
-    """(path, text before, the function, text after) from an installed package:
-    the standard library's ``textwrap.TextWrapper._wrap_chunks``, a real method
-    with ~4,000 characters (~900 tokens) of the module before it."""
+    """(path, text before, the code typed, text after) from an installed package.
+
+    The standard library's ``textwrap.TextWrapper._wrap_chunks``: a real method
+    with ~9,800 characters of the module before it (the prompt takes the last
+    4,000, ~900 tokens).
+    """
     import textwrap
 
     path = inspect.getsourcefile(textwrap)
@@ -59,22 +66,37 @@ def source_function() -> tuple[str, str, str, str]:
     text = Path(path).read_text()
     start = text.index("    def _wrap_chunks(self, chunks):")
     end = text.index("    def _split_chunks(self, text):")
-    return path, text[:start], text[start:end], text[end:]
+    # The first CHARS of it, whole lines; the rest of the method is not there
+    # (as when writing it), the rest of the module is.
+    cut = text.index("\n", start + CHARS) + 1
+    return path, text[:start], text[start:cut], text[end:]
 
 
-def rhythm(target: str, seed: int) -> list[float]:
-    """Seconds before each keystroke: ~8 chars/s, longer after a line or a dot."""
-    rng = random.Random(seed)
-    waits = []
-    for i, ch in enumerate(target):
-        wait = rng.lognormvariate(-2.1, 0.35)  # median ~120 ms
-        before = target[i - 1] if i else "\n"
-        if before == "\n" and ch != " ":
-            wait += rng.uniform(0.4, 1.2)  # a pause to think about the next line
-        elif before in ".(" and rng.random() < 0.3:
-            wait += rng.uniform(0.2, 0.6)
-        waits.append(wait)
-    return waits
+def stroke(target: str, i: int) -> str:
+    """What one keystroke at ``i`` inserts: a character, or Enter with the
+    indentation the editor adds (and the indentation at the start)."""
+    if target[i] == "\n" or (i == 0 and target[0] == " "):
+        j = i + 1
+        while j < len(target) and target[j] == " ":
+            j += 1
+        return target[i:j]
+    return target[i]
+
+
+class Rhythm:
+    """Seconds after each keystroke: ~8 characters a second, a pause to think
+    after Enter, sometimes after ``.`` and ``(``. Seeded: runs type alike."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def after(self, typed: str) -> float:
+        wait = self.rng.lognormvariate(-2.1, 0.35)  # median ~120 ms
+        if typed.startswith("\n") or typed.startswith(" "):
+            wait += self.rng.uniform(0.4, 1.2)
+        elif typed in ".(" and self.rng.random() < 0.3:
+            wait += self.rng.uniform(0.2, 0.6)
+        return wait
 
 
 def position(text: str) -> types.Position:
@@ -87,7 +109,7 @@ class Replay:
 
     def __init__(self, target: str, seed: int) -> None:
         self.target = target
-        self.waits = rhythm(target, seed)
+        self.rhythm = Rhythm(seed)
         self.keystrokes = 0
         self.accepted = 0
         self.accepted_chars = 0
@@ -116,21 +138,21 @@ async def replay_lsp(model: str, settings: dict[str, Any], seed: int) -> dict[st
     async with editor(model, {"completion": settings}) as ed:
         ed.open(uri, before + after)
         await ed.wait_ready()
-        cold = text_of(await ed.request(uri, position(before)))  # as the file opens
-        del cold
+        await ed.request(uri, position(before))  # as the file opens: a cold prompt
+        first = (await ed.status())["suggestions"][-1]
         typed = before
         i = 0
         started = time.perf_counter()
         while i < len(target):
-            ch = target[i]
-            ed.insert(uri, position(typed), ch)
-            typed += ch
-            i += 1
+            key = stroke(target, i)
+            ed.insert(uri, position(typed), key)
+            typed += key
+            i += len(key)
             replay.keystrokes += 1
             asked = time.perf_counter()
             future = ed.request(uri, position(typed))
             replay.requests += 1
-            wait = replay.waits[i] if i < len(target) else 1.0
+            wait = replay.rhythm.after(key)
             done, _ = await asyncio.wait({future}, timeout=wait)
             if not done:
                 continue  # the next keystroke cancels it
@@ -158,10 +180,16 @@ async def replay_lsp(model: str, settings: dict[str, Any], seed: int) -> dict[st
         state = await ed.status()
     stats = state["stats"]
     out = replay.summary(elapsed)
+    by_source: dict[str, list[float]] = {}
+    for s in state["suggestions"]:
+        by_source.setdefault(s["source"], []).append(s["latencyMs"])
+    out["server_latency_by_source"] = {
+        k: {"count": len(v), "p50_ms": round(median(v), 1)}
+        for k, v in by_source.items()
+    }
     generated = [s for s in state["suggestions"] if "promptMs" in s]
-    first = state["suggestions"][0] if state["suggestions"] else {}
-    warm = [s["promptMs"] for s in generated if s["newPromptTokens"] < 64]
-    if first.get("id") == 1 and warm:
+    warm = [s["promptMs"] for s in generated if 0 < s["newPromptTokens"] < 64]
+    if "promptMs" in first and warm:
         out["cold_prompt"] = {
             "tokens": first["newPromptTokens"] + first["cachedTokens"],
             "ms": first["promptMs"],
@@ -240,13 +268,14 @@ async def replay_peer(
             i = 0
             started = time.perf_counter()
             while i < len(target):
-                typed += target[i]
-                i += 1
+                key = stroke(target, i)
+                typed += key
+                i += len(key)
                 replay.keystrokes += 1
                 asked = time.perf_counter()
                 task = asyncio.ensure_future(ask(typed, after))
                 replay.requests += 1
-                wait = replay.waits[i] if i < len(target) else 1.0
+                wait = replay.rhythm.after(key)
                 done, _ = await asyncio.wait({task}, timeout=wait)
                 if not done:
                     task.cancel()  # closes the connection, as a client does

@@ -1,22 +1,31 @@
 """``tandem-ls doctor``: what this machine and configuration give the server.
 
-Nothing here loads a model or opens a socket: it reads versions, the llama.cpp
-build's capabilities, memory, and where the model would come from.
+Nothing here loads a model: it reads versions, the llama.cpp build's
+capabilities, memory and GPU memory, where the model would come from, asks each
+configured remote backend whether it answers (never when offline; no generation,
+no code sent), and recommends a model size for this machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
+import shutil
+import subprocess
 import sys
 from importlib import metadata
 from typing import Any
+
+import attrs
 
 from tandem import __version__, models
 from tandem.config import Settings
 
 GIB = 1024**3
+PROBE_TIMEOUT_S = 3.0
+"""How long doctor waits for each backend."""
 MODEL_RAM_FACTOR = 1.2
 """A GGUF needs about its file size in RAM, plus context and compute buffers."""
 
@@ -76,18 +85,140 @@ def _model(settings: Settings, available: int | None) -> dict[str, Any]:
     return out
 
 
-def report(settings: Settings) -> dict[str, Any]:
+def _vram() -> dict[str, int] | None:
+    """Total and free memory of the first NVIDIA GPU in bytes, if there is one."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [
+                smi,
+                "--query-gpu=memory.total,memory.free",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.splitlines()[0]
+        total, free = (int(v) * 1024**2 for v in out.split(","))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+    return {"total": total, "free": free}
+
+
+@attrs.frozen
+class Tier:
+    """A model size, what its Q4_K_M GGUF needs, and the CPUs it is quick on."""
+
+    size: str
+    need_gb: float
+    """Memory for weights, KV cache and buffers (Q4_K_M, 4k context)."""
+    min_cpus: int
+    """CPU cores for ~15 tokens/s without a GPU (what completions need)."""
+
+
+TIERS = (
+    Tier("32B", 26.0, 64),
+    Tier("14B", 12.0, 32),
+    Tier("7B", 8.0, 16),
+    Tier("3B", 4.0, 8),
+    Tier("1.5B", 2.5, 2),
+    Tier("0.5B", 1.2, 1),
+)
+"""Qwen2.5-Coder sizes (FIM-trained). The rule of thumb: 7B needs about 8 GB,
+13-14B about 16 GB, 70B 64 GB or more, or a GPU."""
+
+
+def recommend(
+    cpus: int, ram_free: int | None, gpu_offload: bool, vram: dict[str, int] | None
+) -> dict[str, Any]:
+    """The largest model that fits this machine's memory and is quick enough."""
+    on_gpu = gpu_offload and vram is not None
+    budget = (vram["free"] if on_gpu and vram else ram_free) or 0
+    fits = [t for t in TIERS if t.need_gb * GIB <= budget]
+    quick = fits if on_gpu else [t for t in fits if t.min_cpus <= cpus]
+    tier = (quick or fits or [TIERS[-1]])[0]
+    where = (
+        f"{budget / GIB:.1f} GiB free GPU memory"
+        if on_gpu
+        else f"{budget / GIB:.1f} GiB free RAM and {cpus} CPU cores, no GPU offload"
+    )
+    why = f"{where}: {tier.size} needs about {tier.need_gb:g} GB"
+    if not on_gpu and fits and tier is not fits[0]:
+        why += (
+            f"; {fits[0].size} would fit but generate too slowly on {cpus} cores"
+            " for completions"
+        )
+    quant = (
+        "Q8_0"
+        if on_gpu and tier is TIERS[0] and budget > 2 * tier.need_gb * GIB
+        else "Q4_K_M"
+    )
+    name = f"qwen2.5-coder-{tier.size.lower()}-instruct-{quant.lower()}.gguf"
+    return {
+        "size": tier.size,
+        "quantization": quant,
+        "repo": f"Qwen/Qwen2.5-Coder-{tier.size}-Instruct-GGUF",
+        "file": name,
+        "why": why,
+    }
+
+
+async def _probe(settings: Settings) -> dict[str, str]:
+    from tandem.backends import BackendError, backend_class
+
+    names = [
+        *settings.routing.completion,
+        *settings.routing.explain,
+        *settings.routing.refactor,
+        settings.routing.escalate_to,
+    ]
+    found: dict[str, str] = {}
+    for name in dict.fromkeys(n for n in names if n and n != "local"):
+        backend: Any = None
+        try:
+            cls: Any = backend_class(name)
+            backend = cls(getattr(settings, name))
+            found[name] = await asyncio.wait_for(backend.probe(), PROBE_TIMEOUT_S)
+        except TimeoutError:
+            found[name] = f"no answer in {PROBE_TIMEOUT_S:g} s"
+        except BackendError as e:
+            found[name] = f"FAILED: {e}"
+        finally:
+            if backend is not None:
+                await backend.aclose()
+    return found
+
+
+def probe_backends(settings: Settings) -> dict[str, str] | str:
+    """Each configured remote backend: whether it answers (nothing when offline)."""
+    if settings.offline:
+        return "not checked: offline"
+    return asyncio.run(_probe(settings))
+
+
+def report(settings: Settings, probe: bool = True) -> dict[str, Any]:
     """The doctor's findings as plain data."""
     memory = _memory()
+    llama = _llama()
+    vram = _vram()
+    cpus = os.cpu_count() or 1
     return {
         "tandem": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpus": os.cpu_count(),
+        "cpus": cpus,
         "memory": memory,
-        "llama_cpp": _llama(),
+        "vram": vram,
+        "llama_cpp": llama,
         "offline": settings.offline,
         "model": _model(settings, memory["available"]),
+        "backends": probe_backends(settings) if probe else "not checked",
+        "recommended": recommend(
+            cpus, memory["available"], bool(llama.get("gpu_offload")), vram
+        ),
     }
 
 
@@ -117,5 +248,25 @@ def text(found: dict[str, Any]) -> str:
         )
     else:
         lines.append(f"model: not found ({model['message'] or 'no model'})")
+    if found.get("vram"):
+        vram = found["vram"]
+        lines.append(
+            f"GPU memory: {vram['total'] / GIB:.1f} GiB, "
+            f"{vram['free'] / GIB:.1f} GiB free"
+        )
     lines.append(f"offline: {'on' if found['offline'] else 'off'}")
+    backends = found.get("backends")
+    if backends == {}:
+        lines.append("remote backends: none configured (routing uses local only)")
+    elif isinstance(backends, dict):
+        for name, state in backends.items():
+            lines.append(f"backend {name}: {state}")
+    elif backends:
+        lines.append(f"backends: {backends}")
+    rec = found.get("recommended")
+    if rec:
+        lines.append(
+            f"recommended model: Qwen2.5-Coder-{rec['size']} {rec['quantization']} "
+            f"({rec['repo']}, {rec['file']}): {rec['why']}"
+        )
     return "\n".join(lines)

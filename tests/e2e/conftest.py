@@ -98,7 +98,13 @@ async def client(
     # A fixed debounce and no prefetch: the tests count generations. The latency
     # features have their own tests (test_latency.py).
     lsp_client.set_configuration(
-        {"completion": {"debounceMs": 20, "adaptiveDebounce": False, "prefetch": False}},
+        {
+            "completion": {
+                "debounceMs": 20,
+                "adaptiveDebounce": False,
+                "prefetch": False,
+            }
+        },
         section="tandem",
     )
     await lsp_client.initialize_session(initialize_params(request.param))

@@ -98,10 +98,14 @@ async def test_accepting_a_completion_finds_the_next_one_prefetched() -> None:
         open_doc(client, URI, PALINDROME)
         first = await complete(client, URI, CURSOR)
         assert first.strip()
-        while (state := await status(client))["latency"]["inFlight"] or not state[
-            "stats"
-        ]["prefetches_started"]:
-            await asyncio.sleep(0.05)  # the prefetch runs while the user reads
+        for _ in range(600):  # the prefetch runs while the user reads
+            state = await status(client)
+            if (
+                state["stats"]["prefetches_started"]
+                and not state["latency"]["inFlight"]
+            ):
+                break
+            await asyncio.sleep(0.05)
         edit(client, URI, 2, CURSOR, first)  # accepted
         lines = (PALINDROME[: PALINDROME.index("    \n") + 4] + first).split("\n")
         end = types.Position(line=len(lines) - 1, character=len(lines[-1]))
@@ -133,7 +137,9 @@ async def test_context_budget_follows_the_measured_speed() -> None:
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings=None)
         )
-        while (await status(client))["latency"]["targetMs"] != 50:
+        for _ in range(200):
+            if (await status(client))["latency"]["targetMs"] == 50:
+                break
             await asyncio.sleep(0.05)
         edit(client, URI, 2, CURSOR, "r")
         await complete(client, URI, types.Position(line=2, character=5))

@@ -105,6 +105,23 @@ class AnthropicBackend:
             async for text in _events(response, stats):
                 yield text
 
+    async def probe(self) -> str:
+        """Whether the API accepts the key (lists models; generates nothing)."""
+        headers = {
+            "x-api-key": api_key(self.key_env, "anthropic") or "",
+            "anthropic-version": API_VERSION,
+        }
+        async with self._errors():
+            response = await self._http().get("/v1/models", headers=headers)
+        if response.status_code != 200:
+            raise status_error(
+                "anthropic",
+                response.status_code,
+                _error_message(response.text),
+                response.headers.get("retry-after"),
+            )
+        return "answers; the key is accepted"
+
     @contextlib.asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
         import httpx

@@ -47,6 +47,20 @@ class OllamaBackend:
             self._client = AsyncClient(host=self.host, timeout=self.timeout_s)
         return self._client
 
+    async def probe(self) -> str:
+        """Whether the server answers and has the models: one line for doctor."""
+        async with self._errors():
+            listed = await self._ollama().list()
+        names = {m.model for m in listed.models if m.model}
+        missing = [
+            m
+            for m in dict.fromkeys((self.model, self.chat_model))
+            if m not in names and f"{m}:latest" not in names
+        ]
+        if missing:
+            return f"answers; run `ollama pull {missing[0]}` ({len(names)} models here)"
+        return f"answers; has {self.model}"
+
     @contextlib.asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
         import httpx

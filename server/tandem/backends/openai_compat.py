@@ -128,6 +128,14 @@ class OpenAIBackend:
             )
         return self._client
 
+    async def probe(self) -> str:
+        """Whether the server answers and serves the model: one line for doctor."""
+        async with self._errors():
+            models = [m.id for m in (await self._openai().models.list()).data]
+        if self.model and models and self.model not in models:
+            return f"answers; {self.model} is not among its models ({len(models)})"
+        return f"answers; serves {', '.join(models[:3]) or 'no model listed'}"
+
     async def _model_name(self) -> str:
         if not self.model:
             async with self._errors():
