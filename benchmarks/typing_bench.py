@@ -35,6 +35,8 @@ from typing import Any
 import httpx
 from lsprotocol import types
 
+from tandem.context.window import cursor_window
+
 sys.path.insert(0, str(Path(__file__).parent))
 from lsp import editor, median, percentile, text_of
 
@@ -244,8 +246,11 @@ async def replay_peer(
 
             async def ask(prefix: str, suffix: str) -> str:
                 await asyncio.sleep(debounce_ms / 1000)
+                # The same window as tandem-ls (its start moves in steps, so
+                # consecutive prompts share a prefix the server can reuse).
+                window = cursor_window(prefix + suffix, len(prefix), 4000, 400)
                 prompt = (
-                    f"<|fim_prefix|>{prefix[-4000:]}<|fim_suffix|>{suffix[:400]}"
+                    f"<|fim_prefix|>{window.prefix}<|fim_suffix|>{window.suffix}"
                     "<|fim_middle|>"
                 )
                 chunks: list[str] = []

@@ -9,7 +9,6 @@ no code sent), and recommends a model size for this machine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import platform
 import shutil
@@ -20,30 +19,12 @@ from typing import Any
 
 import attrs
 
-from tandem import __version__, models
+from tandem import __version__, models, system
 from tandem.config import Settings
+from tandem.system import GIB, MODEL_RAM_FACTOR
 
-GIB = 1024**3
 PROBE_TIMEOUT_S = 3.0
 """How long doctor waits for each backend."""
-MODEL_RAM_FACTOR = 1.2
-"""A GGUF needs about its file size in RAM, plus context and compute buffers."""
-
-
-def _memory() -> dict[str, int | None]:
-    """Total and available RAM in bytes (Linux /proc/meminfo, else sysconf)."""
-    total = available = None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            info = {
-                k: int(v.split()[0]) * 1024
-                for k, v in (line.split(":", 1) for line in f)
-            }
-        total, available = info.get("MemTotal"), info.get("MemAvailable")
-    except (OSError, ValueError):
-        with contextlib.suppress(ValueError, OSError, AttributeError):
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"total": total, "available": available}
 
 
 def _llama() -> dict[str, Any]:
@@ -201,7 +182,7 @@ def probe_backends(settings: Settings) -> dict[str, str] | str:
 
 def report(settings: Settings, probe: bool = True) -> dict[str, Any]:
     """The doctor's findings as plain data."""
-    memory = _memory()
+    memory = system.memory()
     llama = _llama()
     vram = _vram()
     cpus = os.cpu_count() or 1

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
+from tandem.system import memory
 from tests.e2e.helpers import complete, open_doc, session, wait_for_state
 from tests.fakes.hub import serve
-from tests.models import smollm_model
+from tests.models import qwen_model, smollm_model
 
 
 @pytest.mark.slow
@@ -69,11 +70,34 @@ async def test_default_model_is_downloaded_with_progress(tmp_path: Path) -> None
             {"TANDEM_MODEL": __file__}, None, "is not a GGUF model file", id="not-gguf"
         ),
         pytest.param({}, {"offline": True}, "offline is on", id="offline-not-cached"),
+        pytest.param(
+            {"TANDEM_MODEL": "TRUNCATED"},
+            None,
+            "the file may be truncated",
+            id="truncated-gguf",
+        ),
+        pytest.param(
+            {"TANDEM_MODEL": "HUGE"},
+            None,
+            "7B model needs ~8 GB",
+            id="too-big-for-ram",
+        ),
     ],
 )
 async def test_no_model_one_clear_message(
     tmp_path: Path, env: dict[str, str], options: Any, expected: str
 ) -> None:
+    if env.get("TANDEM_MODEL") == "TRUNCATED":  # the first 4 MB of the real model
+        truncated = tmp_path / "qwen-truncated.gguf"
+        with qwen_model().open("rb") as f:
+            truncated.write_bytes(f.read(4 << 20))
+        env = {"TANDEM_MODEL": str(truncated)}
+    if env.get("TANDEM_MODEL") == "HUGE":  # a 70B-sized GGUF (sparse: no disk used)
+        huge = tmp_path / "llama-70b.Q4_K_M.gguf"
+        with huge.open("wb") as f:
+            f.write(b"GGUF")
+            f.truncate(max(42 * 10**9, 2 * (memory()["total"] or 0)))
+        env = {"TANDEM_MODEL": str(huge)}
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", **env}
     async with session(env, options) as client:
         await wait_for_state(client, "unavailable")

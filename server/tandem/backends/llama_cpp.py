@@ -34,6 +34,7 @@ from tandem.backends.base import (
     GenerateRequest,
     GenerationStats,
 )
+from tandem.system import GIB, MODEL_RAM_FACTOR, memory_available
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -135,6 +136,25 @@ def check_gguf(path: Path) -> None:
         raise BackendConfigError(f"{path} is not a GGUF model file")
 
 
+def check_fits(path: Path, on_gpu: bool, available: int | None) -> None:
+    """Refuse, before loading, a model that cannot fit in free RAM.
+
+    Loading it anyway would swap the machine to a halt (or get the editor's
+    process killed). With GPU offload the weights go to the GPU: not checked.
+    """
+    if on_gpu or available is None:
+        return
+    need = path.stat().st_size * MODEL_RAM_FACTOR
+    if need > available:
+        raise BackendConfigError(
+            f"{path.name} needs about {need / GIB:.1f} GB of RAM and "
+            f"{available / GIB:.1f} GB is free. As a rule of thumb a 7B model needs "
+            "~8 GB, 13B ~16 GB, 70B 64 GB or more (or a GPU). Set "
+            "tandem.local.modelPath to a smaller GGUF (`tandem-ls doctor` recommends "
+            "a size and quantisation for this machine)."
+        )
+
+
 CALIBRATION_PROMPT = 64
 CALIBRATION_TOKENS = 8
 _CALIBRATION = """\
@@ -213,6 +233,7 @@ class LlamaCppBackend:
         path = Path(self.options.model_path).expanduser()
         check_gguf(path)
         n_gpu, supported = gpu_layers(self.options.n_gpu_layers)
+        check_fits(path, supported and n_gpu != 0, memory_available())
         threads = self.options.n_threads or default_threads()
         started = time.perf_counter()
         _route_llama_log()
@@ -233,7 +254,11 @@ class LlamaCppBackend:
                     verbose=True,
                 )
         except (ValueError, RuntimeError, OSError) as e:
-            raise BackendConfigError(f"llama.cpp could not load {path}: {e}") from e
+            raise BackendConfigError(
+                f"llama.cpp could not load {path} ({e}): the file may be truncated "
+                "(download it again) or in a format this llama.cpp does not support. "
+                "Set tandem.local.modelPath to another GGUF file."
+            ) from e
         finally:
             logger.debug("llama-cpp-python: %s", chatter.getvalue().strip())
         llm.verbose = False  # no per-request prints from here on
