@@ -366,7 +366,8 @@ class CompletionEngine:
         if found is None:
             budget = self._context_budget(window.suffix, settings, context)
             found = self.context(doc, offset, context, budget)
-            self.changes.observe(doc.uri, self.stats.last_context.get("text", ""))
+            text = self.stats.last_context.get("text", "") if found.files else ""
+            self.changes.observe(doc.uri, text)
         result = await self._generate(
             doc, window.prefix, window.suffix, settings, found, flight.update
         )
