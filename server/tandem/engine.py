@@ -243,7 +243,7 @@ class CompletionEngine:
                 if flight.task is not None:
                     flight.task.cancel()
             await asyncio.sleep(wait_ms / 1000)
-            flight = self._launch(doc, offset, settings, context, "model")
+            flight = self._launch(doc, offset, settings, context, "model", window)
             result = await self._await(flight)
             result = attrs.evolve(result, debounce_ms=wait_ms)
             return self._record(doc.uri, result, started)
@@ -330,6 +330,7 @@ class CompletionEngine:
         settings: CompletionSettings,
         context: ContextSettings | None,
         kind: Literal["model", "prefetch"],
+        window: Window | None = None,
         found: builder.Context | None = None,
     ) -> Flight:
         """Start a generation at ``offset``.
@@ -340,14 +341,17 @@ class CompletionEngine:
         for other in list(self._flights.values()):
             if other.running and other.waiters == 0 and other.task is not None:
                 other.task.cancel()
-        window = cursor_window(
-            doc.text, offset, settings.prefix_chars, settings.suffix_chars
-        )
+        if window is None:
+            window = cursor_window(
+                doc.text, offset, settings.prefix_chars, settings.suffix_chars
+            )
         flight = Flight(doc.uri, doc.text[:offset], window.suffix[:SUFFIX_CHARS], kind)
-        flight.task = asyncio.ensure_future(
+        flight.task = task = asyncio.ensure_future(
             self._fly(flight, doc, offset, window, settings, context, found)
         )
-        flight.task.add_done_callback(flight.landed)
+        task.add_done_callback(flight.landed)
+        if kind == "prefetch":
+            task.add_done_callback(_consume)  # nobody may await it
         self._flights[doc.uri] = flight
         return flight
 
@@ -410,10 +414,9 @@ class CompletionEngine:
         text = doc.text[:offset] + shown.text + doc.text[offset:]
         ahead = attrs.evolve(doc, text=text)
         self.stats.prefetches_started += 1
-        flight = self._launch(
-            ahead, offset + len(shown.text), settings, context, "prefetch", found
+        self._launch(
+            ahead, offset + len(shown.text), settings, context, "prefetch", found=found
         )
-        flight.task.add_done_callback(_consume)  # type: ignore[union-attr]
 
     def _context_budget(
         self,
