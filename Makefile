@@ -14,7 +14,15 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.tandem-installed
 LLAMA_WHEEL := $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
 
-.PHONY: setup models demo test test-fast lint typecheck clean
+# The VS Code extension: Node 24, code-server and Chromium for its tests come from
+# scripts/setup_vscode.sh (once, cached under CACHE/vscode-tools).
+VSCODE := clients/vscode
+NODE_BIN := $(CACHE)/vscode-tools/node24/bin
+NPM := PATH="$(NODE_BIN):$$PATH" npm --no-audit --no-fund --loglevel=error
+VSIX := $(VSCODE)/tandem-ls.vsix
+VSCODE_TOOLS := $(CACHE)/vscode-tools/code-server-4.139.1/.installed
+
+.PHONY: setup models demo test test-fast test-vscode vscode lint typecheck clean
 
 setup: $(STAMP)
 
@@ -46,6 +54,25 @@ demo: models
 	$(VENV)/bin/tandem-ls complete examples/palindrome.py:3:5 \
 		--model $(CACHE)/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 
+$(VSCODE_TOOLS):
+	PYTHON=$(PYTHON) bash scripts/setup_vscode.sh
+
+$(VSCODE)/node_modules/.installed: $(VSCODE)/package-lock.json | $(VSCODE_TOOLS)
+	cd $(VSCODE) && $(NPM) ci
+	touch $@
+
+# The extension, bundled and packaged as a .vsix (install it with
+# `code --install-extension clients/vscode/tandem-ls.vsix`).
+$(VSIX): $(VSCODE)/node_modules/.installed $(VSCODE)/package.json $(wildcard $(VSCODE)/src/*.ts) \
+		$(VSCODE)/README.md $(VSCODE)/tsconfig.json
+	cd $(VSCODE) && $(NPM) run package
+
+vscode: $(VSIX)
+
+# The extension's unit tests (node --test); its end-to-end tests are in pytest.
+test-vscode: $(VSCODE)/node_modules/.installed
+	cd $(VSCODE) && $(NPM) test
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -53,7 +80,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: models lint typecheck
+test: models lint typecheck vscode test-vscode
 	$(PY) -m pytest
 
 test-fast: setup

@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"tandem-ls {__version__}"
     )
     parser.add_argument("--tcp", metavar="HOST:PORT", help="serve over TCP, not stdio")
+    parser.add_argument(
+        "--stdio",
+        action="store_true",
+        help="serve over stdin/stdout (the default; editors' clients pass it)",
+    )
     parser.add_argument("--log-file", metavar="PATH", help="log here instead of stderr")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="-v info, -vv debug"

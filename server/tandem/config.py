@@ -65,14 +65,17 @@ class CompletionSettings:
     """Inline and list completions."""
 
     enabled: bool = True
+    """Offer inline (ghost text) and list completions."""
     debounce_ms: int = attrs.field(default=50, validator=_non_negative)
     """Wait this long for more typing before generating (a newer request cancels)."""
     max_tokens: int = attrs.field(default=96, validator=_positive)
     """Most tokens generated for one completion."""
     max_lines: int = attrs.field(default=12, validator=_positive)
+    """Most lines of one completion."""
     multiline: bool = True
     """Allow completions of several lines where the cursor ends a line."""
     temperature: float = attrs.field(default=0.0, validator=_non_negative)
+    """Sampling temperature; 0 picks the likeliest token (steady suggestions)."""
     prefix_chars: int = attrs.field(default=4000, validator=_positive)
     """Text before the cursor given to the model, at most."""
     suffix_chars: int = attrs.field(default=400, validator=_non_negative)
@@ -84,7 +87,9 @@ class CompletionSettings:
     """Wait after a keystroke as the typing rhythm and response times suggest
     (between debounceMinMs and debounceMaxMs) instead of a fixed debounceMs."""
     debounce_min_ms: int = attrs.field(default=10, validator=_non_negative)
+    """Shortest wait of the adaptive debounce."""
     debounce_max_ms: int = attrs.field(default=300, validator=_non_negative)
+    """Longest wait of the adaptive debounce."""
     cache: bool = True
     """Answer from recent completions the user is typing through."""
     reuse_in_flight: bool = True
@@ -104,6 +109,7 @@ class ContextSettings:
     """Workspace context: definitions from other files, found with tree-sitter."""
 
     enabled: bool = True
+    """Give the model definitions from other files of the workspace."""
     budget_tokens: int = attrs.field(default=512, validator=_non_negative)
     """Most prompt tokens spent on other files' definitions (model tokenizer)."""
     index_workspace: bool = True
@@ -113,6 +119,7 @@ class ContextSettings:
     max_file_bytes: int = attrs.field(default=1_000_000, validator=_positive)
     """Files larger than this are not indexed."""
     max_files: int = attrs.field(default=20_000, validator=_positive)
+    """Most files indexed per workspace folder."""
 
 
 @attrs.frozen
@@ -120,6 +127,7 @@ class ActionSettings:
     """Explain and refactor code actions."""
 
     enabled: bool = True
+    """Offer Explain and refactor code actions."""
     hover: bool = False
     """Explain the symbol under the mouse on hover (a model call: slow on a CPU)."""
     explain_max_tokens: int = attrs.field(default=400, validator=_positive)
@@ -172,11 +180,13 @@ class OllamaSettings:
     """An Ollama server (``ollama serve``)."""
 
     host: str = "http://127.0.0.1:11434"
+    """Address of the Ollama server."""
     model: str = "qwen2.5-coder:1.5b"
     """Model for completions (FIM through Ollama's ``suffix``)."""
     chat_model: str = ""
     """Model for explain and refactor; empty: ``model``."""
     timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds to wait for an answer before the next backend serves."""
 
 
 @attrs.frozen
@@ -199,6 +209,8 @@ class OpenAISettings:
             )
         ),
     )
+    """Kind of server: sets the default address, model, key variable and prices
+    (custom: give baseUrl and model)."""
     base_url: str = ""
     """Empty: the preset's (e.g. http://127.0.0.1:1234/v1 for LM Studio)."""
     model: str = ""
@@ -222,9 +234,11 @@ class OpenAISettings:
     )
     """The served model's FIM family, for ``template`` completions."""
     timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds to wait for an answer before the next backend serves."""
     price_in_per_mtok: float = attrs.field(default=-1.0)
     """USD per million prompt tokens for the spend estimate; -1: the preset's."""
     price_out_per_mtok: float = attrs.field(default=-1.0)
+    """USD per million generated tokens for the spend estimate; -1: the preset's."""
 
 
 @attrs.frozen
@@ -232,11 +246,17 @@ class AnthropicSettings:
     """Anthropic's Messages API (streaming, over httpx)."""
 
     model: str = "claude-sonnet-4-5"
+    """Claude model for explain, refactor and escalated requests."""
     api_key_env: str = "ANTHROPIC_API_KEY"
+    """Environment variable with the API key (never read from settings or logged)."""
     base_url: str = "https://api.anthropic.com"
+    """API address (a proxy or gateway may stand in for it)."""
     timeout_s: float = attrs.field(default=60.0, validator=_positive)
+    """Seconds to wait for an answer before the next backend serves."""
     price_in_per_mtok: float = attrs.field(default=3.0, validator=_non_negative)
+    """USD per million prompt tokens for the spend estimate."""
     price_out_per_mtok: float = attrs.field(default=15.0, validator=_non_negative)
+    """USD per million generated tokens for the spend estimate."""
 
 
 @attrs.frozen
@@ -246,7 +266,9 @@ class RoutingSettings:
     completion: tuple[str, ...] = attrs.field(default=("local",), validator=_route)
     """Backends to try in order; the next one serves when one fails."""
     explain: tuple[str, ...] = attrs.field(default=("local",), validator=_route)
+    """Backends for Explain, in order."""
     refactor: tuple[str, ...] = attrs.field(default=("local",), validator=_route)
+    """Backends for refactors (rewrite, docstring, fix, ...), in order."""
     escalate_to: str = attrs.field(
         default="", validator=attrs.validators.in_(("", *NETWORK_BACKENDS))
     )
@@ -273,12 +295,12 @@ class PrivacySettings:
     cloud_context: str = attrs.field(
         default="file", validator=attrs.validators.in_(("file", "workspace"))
     )
+    """What a non-local backend gets: ``file``: only the code of the current
+    file; ``workspace``: also definitions from other files."""
     trust_loopback: bool = True
     """Servers on this machine (Ollama, LM Studio at 127.0.0.1) count as local:
     the rules above apply to them only when this is off. ``offline`` stops them
     either way."""
-    """``file``: only the code of the current file; ``workspace``: also
-    definitions from other files."""
 
 
 @attrs.frozen
