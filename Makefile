@@ -20,9 +20,8 @@ VSCODE := clients/vscode
 NODE_BIN := $(CACHE)/vscode-tools/node24/bin
 NPM := PATH="$(NODE_BIN):$$PATH" npm --no-audit --no-fund --loglevel=error
 VSIX := $(VSCODE)/tandem-ls.vsix
-VSCODE_TOOLS := $(CACHE)/vscode-tools/code-server-4.139.1/.installed
 
-.PHONY: setup models demo test test-fast test-vscode vscode lint typecheck clean
+.PHONY: setup models demo test test-fast test-vscode vscode vscode-tools lint typecheck clean
 
 setup: $(STAMP)
 
@@ -54,10 +53,11 @@ demo: models
 	$(VENV)/bin/tandem-ls complete examples/palindrome.py:3:5 \
 		--model $(CACHE)/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 
-$(VSCODE_TOOLS):
-	PYTHON=$(PYTHON) bash scripts/setup_vscode.sh
+# Checks each time (instant once everything is there), installs what is missing.
+vscode-tools:
+	@PYTHON=$(PYTHON) bash scripts/setup_vscode.sh
 
-$(VSCODE)/node_modules/.installed: $(VSCODE)/package-lock.json | $(VSCODE_TOOLS)
+$(VSCODE)/node_modules/.installed: $(VSCODE)/package-lock.json | vscode-tools
 	cd $(VSCODE) && $(NPM) ci
 	touch $@
 
@@ -70,7 +70,7 @@ $(VSIX): $(VSCODE)/node_modules/.installed $(VSCODE)/package.json $(wildcard $(V
 vscode: $(VSIX)
 
 # The extension's unit tests (node --test); its end-to-end tests are in pytest.
-test-vscode: $(VSCODE)/node_modules/.installed
+test-vscode: $(VSCODE)/node_modules/.installed | vscode-tools
 	cd $(VSCODE) && $(NPM) test
 
 lint: setup

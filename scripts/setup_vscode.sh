@@ -25,8 +25,8 @@ if ((${#need[@]})); then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -q
-    $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 # Node 24 from PyPI: code-server 4.139 requires it; the machine's node may be older.
@@ -59,4 +59,4 @@ if [ ! -e "$CS/.installed" ]; then
         npm install --no-audit --no-fund --loglevel=error "code-server@$CODE_SERVER_VERSION")
     touch "$CS/.installed"
 fi
-echo "VS Code test tools ready in $TOOLS"
+
