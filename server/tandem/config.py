@@ -368,9 +368,18 @@ def _type_name(tp: Any) -> str:
     return " or ".join(_type_name(a) for a in typing.get_args(tp))
 
 
-def _structure(cls: type[Any], data: Any, path: str, errors: list[str]) -> Any:
+def _structure(
+    cls: type[Any],
+    data: Any,
+    errors: list[str],
+    bad: list[tuple[str, ...]],
+    path: tuple[str, ...] = (),
+) -> Any:
+    """``cls`` from ``data``; what cannot be used goes to ``errors`` and ``bad``."""
+    name = ".".join(path)
     if not isinstance(data, Mapping):
-        errors.append(f"{path or 'settings'}: expected an object")
+        errors.append(f"{name or 'settings'}: expected an object")
+        bad.append(path)
         return cls()
     attrs.resolve_types(cls)
     fields = attrs.fields(cls)
@@ -379,27 +388,43 @@ def _structure(cls: type[Any], data: Any, path: str, errors: list[str]) -> Any:
         known |= CLIENT_KEYS
     for key in data:
         if key not in known:
-            where = f"{path}.{key}" if path else str(key)
-            errors.append(f"{where}: unknown setting")
+            errors.append(f"{'.'.join((*path, str(key)))}: unknown setting")
+            bad.append((*path, key))
     kwargs: dict[str, Any] = {}
     for field in fields:
         key = _camel(field.name)
         if key not in data and field.name not in data:
             continue
         raw = data[key] if key in data else data[field.name]
-        where = f"{path}.{key}" if path else key
+        where = (*path, key)
         if attrs.has(field.type):
-            kwargs[field.name] = _structure(field.type, raw, where, errors)
+            kwargs[field.name] = _structure(field.type, raw, errors, bad, where)
             continue
         try:
             value = _check_leaf(raw, field.type)
             if field.validator is not None:
                 field.validator(None, field, value)
         except (TypeError, ValueError) as e:
-            errors.append(f"{where}: {e}")
+            errors.append(f"{'.'.join(where)}: {e}")
+            bad.append(where)
             continue
         kwargs[field.name] = value
     return cls(**kwargs)
+
+
+def _drop(data: dict[str, Any], path: tuple[str, ...], lower: Any) -> None:
+    """Put back at ``path`` what the lower layers had there (or nothing)."""
+    if not path:
+        return
+    node: Any = data
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+        lower = lower.get(key) if isinstance(lower, Mapping) else None
+    if not isinstance(node, dict):
+        return
+    node.pop(path[-1], None)
+    if isinstance(lower, Mapping) and path[-1] in lower:
+        node[path[-1]] = lower[path[-1]]
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -423,7 +448,7 @@ def build(*layers: Any) -> tuple[Settings, list[str]]:
     """Merge the layers (lowest precedence first) into Settings, and the errors.
 
     ``None`` layers are skipped. Each error names the setting and what is wrong;
-    that setting keeps its default.
+    that setting keeps the value the lower layers gave it (or its default).
     """
     merged: dict[str, Any] = {}
     errors: list[str] = []
@@ -433,6 +458,11 @@ def build(*layers: Any) -> tuple[Settings, list[str]]:
         if not isinstance(layer, Mapping):
             errors.append("settings: expected an object")
             continue
-        merged = _merge(merged, _normalise(layer))
-    settings = _structure(Settings, merged, "", errors)
+        candidate = _merge(merged, _normalise(layer))
+        bad: list[tuple[str, ...]] = []
+        _structure(Settings, candidate, errors, bad)
+        for path in bad:
+            _drop(candidate, path, merged)
+        merged = candidate
+    settings = _structure(Settings, merged, [], [])
     return settings, errors

@@ -12,15 +12,33 @@ coroutine as a second task, and (pygls 2.1) loses the link between the two:
 
 Here the request's cancellation is passed on to the command task, a cancelled
 command task answers ``RequestCancelled``, and finished tasks are forgotten.
+
+Bad input gets an answer too: pygls drops a request whose parameters do not
+validate (a negative position, a range of the wrong shape) after logging it, and the
+client waits for ever; here it is answered with ``InvalidParams`` naming what is wrong.
+Changes to and closes of documents that are not open are logged and ignored, where
+pygls raises ``KeyError`` from its own handler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Generator
 from concurrent.futures import Future
 from typing import Any
 
+from cattrs import transform_error
+from cattrs.errors import ClassValidationError
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+logger = logging.getLogger(__name__)
+
+ANSWERED = object()
+"""A request that could not be read and was answered with an error already."""
 
 
 class TandemProtocol(LanguageServerProtocol):
@@ -60,6 +78,57 @@ class TandemProtocol(LanguageServerProtocol):
                 result_future.cancel()  # answered as RequestCancelled
             return
         super()._run_generator(future, gen=gen, result_future=result_future)
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """Read a message; a request that does not validate is answered here."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as e:
+            if "id" not in data or "method" not in data:
+                raise  # a notification or response: logged, nothing to answer
+            cause = e.__cause__
+            detail = (
+                "; ".join(transform_error(cause))
+                if isinstance(cause, ClassValidationError)
+                else str(cause or e)
+            )
+            self._send_data(
+                types.ResponseErrorMessage(
+                    id=data["id"],
+                    error=types.ResponseError(
+                        code=e.code,
+                        message=f"invalid {data['method']} request: {detail}",
+                    ),
+                )
+            )
+            return ANSWERED
+
+    def handle_message(self, message: Any) -> None:
+        """Hand on every message but those answered while reading them."""
+        if message is not ANSWERED:
+            super().handle_message(message)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(
+        self, params: types.DidChangeTextDocumentParams
+    ) -> Generator[Any, Any, None]:
+        """Apply the change, unless the document is not open (then say so)."""
+        uri = params.text_document.uri
+        if uri not in self.workspace.text_documents:
+            logger.warning("ignored a change to %s: the document is not open", uri)
+            return
+        yield from super().lsp_text_document__did_change(params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(
+        self, params: types.DidCloseTextDocumentParams
+    ) -> Generator[Any, Any, None]:
+        """Forget the document, unless it was not open (then say so)."""
+        uri = params.text_document.uri
+        if uri not in self.workspace.text_documents:
+            logger.warning("ignored closing %s: the document is not open", uri)
+            return
+        yield from super().lsp_text_document__did_close(params)
 
     def cancel_pending(self) -> None:
         """Cancel every request still running but the caller's own (at shutdown).

@@ -17,7 +17,9 @@ from typing import Any
 import attrs
 from lsprotocol import types
 from pygls import uris
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
 
 from tandem import __version__, models, privacy
 from tandem.assist.assistant import Assistant
@@ -84,6 +86,17 @@ class TandemServer(LanguageServer):
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("background task failed", exc_info=exc)
+
+    # -- documents -------------------------------------------------------------
+
+    def document(self, uri: object) -> TextDocument:
+        """The open document ``uri``; InvalidParams for one the client never opened.
+
+        (pygls would read a file of that name from disk instead.)
+        """
+        if not isinstance(uri, str) or uri not in self.workspace.text_documents:
+            raise JsonRpcInvalidParams(message=f"document not open: {uri!r}")
+        return self.workspace.get_text_document(uri)
 
     # -- messages --------------------------------------------------------------
 

@@ -95,3 +95,25 @@ def test_float_accepts_int_and_null_unions() -> None:
 def test_client_owned_keys_are_not_errors() -> None:
     _, errors = build({"trace": {"server": "verbose"}, "server": {"path": "x"}})
     assert errors == []
+
+
+def test_an_invalid_value_falls_back_to_the_lower_layer_not_the_default() -> None:
+    # initializationOptions chose a backend; a bad value pulled later must not
+    # silently switch to the default one.
+    init = {"backend": "fake", "completion": {"maxTokens": 40, "debounceMs": 5}}
+    pulled = {"backend": None, "completion": {"maxTokens": "many", "debounceMs": 7}}
+    settings, errors = build(init, pulled)
+    assert settings.backend == "fake"
+    assert settings.completion.max_tokens == 40
+    assert settings.completion.debounce_ms == 7  # the valid part still applies
+    assert any(e.startswith("backend:") for e in errors)
+    assert any(e.startswith("completion.maxTokens:") for e in errors)
+    # A whole section of the wrong type keeps the lower layer's section.
+    settings, errors = build(init, {"completion": 3})
+    assert settings.completion.max_tokens == 40
+    assert errors == ["completion: expected an object"]
+
+
+def test_each_error_is_reported_once_across_layers() -> None:
+    _, errors = build({"nope": 1}, {"completion": {"enabled": True}}, {})
+    assert errors == ["nope: unknown setting"]

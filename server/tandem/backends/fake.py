@@ -1,8 +1,10 @@
 """A scripted backend: replays queued answers. For tests; never leaves the process.
 
 A server started with ``backend: "fake"`` reads its script from the JSON file named
-by ``TANDEM_FAKE_SCRIPT`` (a list of answers: a string, or a list of chunks), so
-end-to-end tests can inject model output, broken output included.
+by ``TANDEM_FAKE_SCRIPT`` (a list of answers: a string, or a list of chunks; or an
+object with ``answers``, a ``default`` answer for when they run out, and
+``chunkDelay`` in seconds), so end-to-end tests can inject model output, broken output
+included, and load tests can run many requests.
 """
 
 from __future__ import annotations
@@ -42,8 +44,16 @@ class FakeBackend:
         self.chunk_delay = chunk_delay
         self.cancelled = 0
         self.closed = False
+        self.default: list[str | BaseException] = []
+        """The answer when nothing is queued."""
         if path := os.environ.get(SCRIPT_ENV):
-            self.enqueue(*json.loads(Path(path).read_text(encoding="utf-8")))
+            script = json.loads(Path(path).read_text(encoding="utf-8"))
+            if isinstance(script, dict):
+                default = script.get("default", [])
+                self.default = [default] if isinstance(default, str) else default
+                self.chunk_delay = float(script.get("chunkDelay", chunk_delay))
+                script = script.get("answers", [])
+            self.enqueue(*script)
 
     def enqueue(
         self, *answers: list[str | BaseException] | str | BaseException
@@ -74,7 +84,7 @@ class FakeBackend:
         if self.closed:
             raise BackendError("fake backend is closed")
         self.requests.append(req)
-        answer = self.script.popleft() if self.script else []
+        answer = self.script.popleft() if self.script else self.default
         if isinstance(answer, BaseException):
             raise answer
         if stats is not None:

@@ -66,10 +66,7 @@ def _target(
             message='expected one argument: {"uri": ..., "range": {...}}'
         )
     arg: dict[str, Any] = args[0]
-    uri = arg.get("uri")
-    if not isinstance(uri, str) or uri not in ls.workspace.text_documents:
-        raise JsonRpcInvalidParams(message=f"document not open: {uri!r}")
-    doc = ls.workspace.get_text_document(uri)
+    doc = ls.document(arg.get("uri"))
     try:
         where = arg.get("range") or {"start": arg["position"], "end": arg["position"]}
         rng = ls.protocol._converter.structure(where, types.Range)
@@ -131,7 +128,7 @@ def code_actions(
     """The actions offered for a selection and the diagnostics in it."""
     if not ls.settings.actions.enabled:
         return []
-    doc = ls.workspace.get_text_document(params.text_document.uri)
+    doc = ls.document(params.text_document.uri)
     rng = params.range
     grammar = _grammar(doc)
     empty = rng.start == rng.end
@@ -320,7 +317,7 @@ async def hover(ls: TandemServer, params: types.HoverParams) -> types.Hover | No
     settings = ls.settings.actions
     if not (settings.enabled and settings.hover):
         return None
-    doc = ls.workspace.get_text_document(params.text_document.uri)
+    doc = ls.document(params.text_document.uri)
     try:
         offset = doc.offset_at_position(params.position)
     except (IndexError, ValueError):

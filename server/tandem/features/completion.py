@@ -26,7 +26,7 @@ async def complete_at(
     settings = ls.settings.completion  # as the client's settings say, once known
     if not settings.enabled:
         return None
-    doc = ls.workspace.get_text_document(uri)
+    doc = ls.document(uri)
     try:
         offset = doc.offset_at_position(position)
     except (IndexError, ValueError):
@@ -88,16 +88,19 @@ def completion_item(
     The edit starts at the word before the cursor so that clients, which filter
     items against that word, keep showing it.
     """
-    here = doc.position_codec.position_from_client_units(doc.lines, position)
+    codec = doc.position_codec
+    here = codec.position_from_client_units(doc.lines, position)
     before = (
         doc.lines[here.line][: here.character] if here.line < len(doc.lines) else ""
     )
     word = _WORD_TAIL.search(before)
     typed = word.group(0) if word else ""
+    # Columns from the line's text (a position past the end or inside a surrogate
+    # pair is where the document says, not where the client said).
     start = types.Position(
-        line=position.line,
-        character=position.character - doc.position_codec.client_num_units(typed),
+        line=here.line, character=codec.client_num_units(before[: -len(typed) or None])
     )
+    position = types.Position(line=here.line, character=codec.client_num_units(before))
     first_line = text.strip().split("\n", 1)[0]
     label = typed + first_line if text[:1] not in (" ", "\t", "\n") else first_line
     return types.CompletionItem(
