@@ -17,7 +17,9 @@ Bad input gets an answer too: pygls drops a request whose parameters do not
 validate (a negative position, a range of the wrong shape) after logging it, and the
 client waits for ever; here it is answered with ``InvalidParams`` naming what is wrong.
 Changes to and closes of documents that are not open are logged and ignored, where
-pygls raises ``KeyError`` from its own handler.
+pygls raises ``KeyError`` from its own handler. And a notification's future is
+forgotten once its handler is done (pygls keeps one per notification: a leak of a
+few kilobytes per keystroke).
 """
 
 from __future__ import annotations
@@ -53,10 +55,14 @@ class TandemProtocol(LanguageServerProtocol):
         self, msg_id, handler, callback, args=None, kwargs=None
     ) -> None:
         super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        inner = self._request_futures.get(msg_id)
+        if inner is not None and callback == self._check_handler_result:
+            # A notification's future: pygls keeps it for good (one per keystroke).
+            inner.add_done_callback(lambda _: self._request_futures.pop(msg_id, None))
+            return
         outer: Future[Any] | None = getattr(callback, "keywords", {}).get(
             "result_future"
         )
-        inner = self._request_futures.get(msg_id)
         if outer is None or inner is None or inner is outer:
             return  # not a step of a generator handler
         # The inner step is keyed by a random id nobody cancels by: link it to

@@ -364,6 +364,10 @@ class TandemServer(LanguageServer):
                 "inFlight": engine.in_flight(),
             },
             "suggestions": list(engine.suggestions),
+            "process": {
+                "tasks": len(asyncio.all_tasks()),
+                "threads": threading.active_count(),
+            },
         }
 
     # -- workspace index -------------------------------------------------------

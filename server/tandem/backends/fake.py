@@ -40,7 +40,8 @@ class FakeBackend:
 
     def __init__(self, chunk_delay: float = 0.0) -> None:
         self.script: deque[list[str | BaseException] | BaseException] = deque()
-        self.requests: list[GenerateRequest | ChatRequest] = []
+        self.requests: deque[GenerateRequest | ChatRequest] = deque(maxlen=100)
+        """The latest requests, for tests to look at."""
         self.chunk_delay = chunk_delay
         self.cancelled = 0
         self.closed = False
