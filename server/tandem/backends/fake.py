@@ -40,8 +40,8 @@ class FakeBackend:
 
     def __init__(self, chunk_delay: float = 0.0) -> None:
         self.script: deque[list[str | BaseException] | BaseException] = deque()
-        self.requests: deque[GenerateRequest | ChatRequest] = deque(maxlen=100)
-        """The latest requests, for tests to look at."""
+        self.requests: list[GenerateRequest | ChatRequest] = []
+        """The latest requests (100 at most), for tests to look at."""
         self.chunk_delay = chunk_delay
         self.cancelled = 0
         self.closed = False
@@ -85,6 +85,7 @@ class FakeBackend:
         if self.closed:
             raise BackendError("fake backend is closed")
         self.requests.append(req)
+        del self.requests[:-100]
         answer = self.script.popleft() if self.script else self.default
         if isinstance(answer, BaseException):
             raise answer
