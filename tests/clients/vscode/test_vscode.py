@@ -148,3 +148,22 @@ def test_a_missing_model_gets_one_message_with_the_fix(
         page.locator(".statusbar-item", has_text="tandem: local unavailable").wait_for()
     finally:
         code_server.update_settings(**{"tandem.local.modelPath": good})
+
+
+def test_restart_mid_request_loses_nothing(page: Any) -> None:
+    open_file(page, "sample.py")
+    wait_ready(page)
+    page.locator(".editor-instance .monaco-editor .view-lines").first.click()
+    go_to_line(page, 3)
+    page.keyboard.type("return", delay=30)  # a completion request goes out...
+    run_command(page, "tandem-ls: Restart Server")  # ...and the server goes away
+    page.locator(".statusbar-item", has_text="tandem: starting").wait_for()
+    wait_ready(page)
+    # The new server has the unsaved buffer (the client opens it again) and
+    # completes from it.
+    assert editor_lines(page, "sample.py")[2].rstrip() == "    return"
+    page.keyboard.type(" ", delay=30)
+    ghost = page.locator(".monaco-editor [class*='ghost-text']")
+    ghost.first.wait_for(timeout=MODEL_S)
+    shown = editor_lines(page, "sample.py")[2].rstrip()
+    assert shown.startswith("    return ") and len(shown) > len("    return ")
