@@ -86,11 +86,6 @@ CLIENT_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.title() for w in rest)
-
-
 def field_docs(cls: type[Any]) -> dict[str, str]:
     """Attribute docstrings: the string literal under each field of ``cls``."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
@@ -166,13 +161,13 @@ def configuration() -> list[dict[str, Any]]:
             for field in attrs.fields(top):
                 if attrs.has(field.type):
                     continue
-                key = f"tandem.{_camel(field.name)}"
+                key = f"tandem.{config.camel_case(field.name)}"
                 props[key] = _property(key, field, top_docs.get(field.name, ""))
         else:
             attrs.resolve_types(cls)
             docs = field_docs(cls)
             for field in attrs.fields(cls):
-                key = f"tandem.{section}.{_camel(field.name)}"
+                key = f"tandem.{section}.{config.camel_case(field.name)}"
                 props[key] = _property(key, field, docs.get(field.name, ""))
         groups.append(
             {

@@ -330,7 +330,8 @@ CLIENT_KEYS = frozenset({"client", "server", "trace"})
 """Top-level keys that belong to the editor clients (launch and trace settings)."""
 
 
-def _camel(name: str) -> str:
+def camel_case(name: str) -> str:
+    """A field name as clients spell it: ``debounce_ms`` -> ``debounceMs``."""
     head, *rest = name.split("_")
     return head + "".join(w.title() for w in rest)
 
@@ -383,7 +384,7 @@ def _structure(
         return cls()
     attrs.resolve_types(cls)
     fields = attrs.fields(cls)
-    known = {_camel(f.name) for f in fields} | {f.name for f in fields}
+    known = {camel_case(f.name) for f in fields} | {f.name for f in fields}
     if not path:
         known |= CLIENT_KEYS
     for key in data:
@@ -392,7 +393,7 @@ def _structure(
             bad.append((*path, key))
     kwargs: dict[str, Any] = {}
     for field in fields:
-        key = _camel(field.name)
+        key = camel_case(field.name)
         if key not in data and field.name not in data:
             continue
         raw = data[key] if key in data else data[field.name]
@@ -441,7 +442,7 @@ def _normalise(data: Any) -> Any:
     """Key every mapping in camelCase, so the two spellings merge."""
     if not isinstance(data, Mapping):
         return data
-    return {_camel(str(k)): _normalise(v) for k, v in data.items()}
+    return {camel_case(str(k)): _normalise(v) for k, v in data.items()}
 
 
 def build(*layers: Any) -> tuple[Settings, list[str]]:

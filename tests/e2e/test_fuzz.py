@@ -110,8 +110,7 @@ def _leaf_keys(cls: type[Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, 
     keys: list[tuple[str, ...]] = []
     attrs.resolve_types(cls)
     for field in attrs.fields(cls):
-        head, *rest = field.name.split("_")
-        key = (*prefix, head + "".join(w.title() for w in rest))
+        key = (*prefix, config.camel_case(field.name))
         keys += _leaf_keys(field.type, key) if attrs.has(field.type) else [key]
     return keys
 

@@ -38,8 +38,7 @@ def _server_keys(cls: type[Any], prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     attrs.resolve_types(cls)
     for field in attrs.fields(cls):
-        name = field.name.split("_")
-        key = prefix + name[0] + "".join(w.title() for w in name[1:])
+        key = prefix + config.camel_case(field.name)
         if attrs.has(field.type):
             out |= _server_keys(field.type, key + ".")
         else:
