@@ -280,6 +280,13 @@ class RoutingSettings:
     """Selections longer than this (lines) count as hard."""
     daily_spend_cap_usd: float = attrs.field(default=1.0, validator=_non_negative)
     """No escalation once today's estimated spend reaches this."""
+    completion_deadline_s: float = attrs.field(default=2.0, validator=_non_negative)
+    """A server or cloud backend that has not sent the first token of a completion
+    within this many seconds is given up for the next backend in the chain, and
+    rested for a while (0: wait for its ``timeoutS``). Only when a later backend
+    can take over."""
+    chat_deadline_s: float = attrs.field(default=10.0, validator=_non_negative)
+    """The same for Explain and refactors, whose prompts are longer."""
 
 
 @attrs.frozen

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -38,6 +38,7 @@ from tandem.backends.base import (
     BackendError,
     BackendRateLimited,
     BackendRefused,
+    BackendTimeout,
     BackendUnavailable,
     ChatRequest,
     ContextTooLarge,
@@ -403,14 +404,17 @@ class RoutedBackend:
                     if isinstance(prepared, ChatRequest)
                     else backend.generate(prepared, attempt)
                 )
+                deadline = self._deadline(name, plan[i:], req.path)
                 async with contextlib.aclosing(stream) as chunks:
-                    async for chunk in chunks:
+                    chunk = await _first_chunk(chunks, deadline, name)
+                    while chunk is not None:
                         if not started and failed:
                             # Said at the first chunk: the consumer may stop early.
                             router.notify(f"{_said(*failed[-1])}; answered by {name}")
                         started = True
                         self.last_backend = name
                         yield chunk
+                        chunk = await anext(chunks, None)
             except ContextTooLarge as e:
                 router.record(Decision(self.task, name, reason, f"failed: {e}"))
                 target = router.escalation_target()
@@ -448,6 +452,26 @@ class RoutedBackend:
         reasons = "; ".join(_said(name, why) for name, why in failures)
         raise BackendUnavailable(f"no backend could answer ({reasons})")
 
+    def _deadline(
+        self, name: str, rest: list[tuple[str, str]], path: str | None
+    ) -> float | None:
+        """How long ``name`` may take to its first chunk (None: its own timeout).
+
+        Only backends outside this process get one (a hung server or a stalled
+        connection), and only when a later backend in the plan can take over.
+        """
+        routing = self.router.settings.routing
+        limit = (
+            routing.completion_deadline_s
+            if self.task == "completion"
+            else routing.chat_deadline_s
+        )
+        if name == LOCAL or not limit:
+            return None
+        if all(self.router.unusable(other, path) is not None for other, _ in rest):
+            return None
+        return limit
+
     def _decision(
         self,
         name: str,
@@ -471,6 +495,26 @@ class RoutedBackend:
 
     async def aclose(self) -> None:
         """Views own nothing."""
+
+
+async def _first_chunk(
+    chunks: AsyncIterator[str], deadline: float | None, name: str
+) -> str | None:
+    """The stream's first chunk (None: the stream is empty) within ``deadline`` s.
+
+    Past the deadline the stream is cancelled where it waits (its connection is
+    closed) and ``BackendTimeout`` says so.
+    """
+    scope = asyncio.timeout(deadline)
+    try:
+        async with scope:
+            return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        raise BackendTimeout(f"{name}: no answer within {deadline:g} s") from None
 
 
 def _said(name: str, why: str) -> str:

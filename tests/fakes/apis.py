@@ -5,8 +5,9 @@ The formats follow the APIs' documentation: Ollama's ``/api/generate`` and
 Anthropic's ``/v1/messages`` streams server-sent events (``message_start``,
 ``content_block_delta`` with ``text_delta``, ``message_delta`` with usage,
 ``message_stop``). Each request takes the next scripted reply: a stream of texts,
-an error status (with headers such as ``Retry-After``), or a stream that drops the
-connection half-way. Every request is recorded (path, headers, JSON body).
+an error status (with headers such as ``Retry-After``), a stream that drops the
+connection half-way, or nothing at all until released (a hung server). Every request
+is recorded (path, headers, JSON body).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Reply:
     headers: dict[str, str] = attrs.field(factory=dict)
     drop_after: int | None = None
     """Close the connection after this many text chunks (no proper end)."""
+    hold: bool = False
+    """Take the request and answer nothing until ``FakeApi.release`` (a hung server)."""
 
 
 @attrs.define
@@ -52,6 +55,10 @@ class FakeApi:
         self.seen: list[Seen] = []
         self.log_path: str | None = None
         """Also append each request, as a JSON line, to this file."""
+        self.holding = 0
+        """Requests taken and not answered (``Reply.hold``) right now."""
+        self.release = threading.Event()
+        """Set to let held requests go on (they then get their reply)."""
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -77,6 +84,10 @@ class FakeApi:
                     with open(api.log_path, "a", encoding="utf-8") as log:
                         log.write(json.dumps(attrs.asdict(seen)) + "\n")
                 reply = api.script.popleft() if api.script else Reply()
+                if reply.hold:
+                    api.holding += 1
+                    api.release.wait()
+                    api.holding -= 1
                 if reply.status != 200:
                     self._error(reply)
                 elif self.path == "/v1/messages":
@@ -222,6 +233,7 @@ def serving() -> Iterator[FakeApi]:
     try:
         yield api
     finally:
+        api.release.set()
         api.server.shutdown()
         api.server.server_close()
 

@@ -237,3 +237,35 @@ async def test_no_backend_at_all_is_one_clear_error(tmp_path: Path) -> None:
     router.local_problem = "model file not found: /x.gguf"
     with pytest.raises(BackendUnavailable, match=r"^model file not found: /x\.gguf$"):
         await run(router.view("completion").generate(FILL))
+
+
+async def test_a_hung_server_is_given_up_at_the_deadline(tmp_path: Path) -> None:
+    router, here, ollama, _, messages = make(
+        tmp_path, completion=("ollama", "local"), completion_deadline_s=0.05
+    )
+    ollama.chunk_delay = 3600.0  # accepts the request, never answers
+    ollama.enqueue("too late")
+    here.enqueue("local")
+    assert await run(router.view("completion").generate(FILL)) == "local"
+    assert ollama.cancelled == 1  # its stream was closed, not left waiting
+    assert messages == ["ollama: no answer within 0.05 s; answered by local"]
+    assert "no answer" in router.status()["cooldown"]["ollama"]
+    # While it rests, completions go straight to the local model.
+    here.enqueue("again")
+    assert await run(router.view("completion").generate(FILL)) == "again"
+    assert len(ollama.requests) == 1
+
+
+async def test_the_deadline_waits_when_no_backend_could_take_over(
+    tmp_path: Path,
+) -> None:
+    router, _, ollama, _, messages = make(
+        tmp_path,
+        local=False,
+        completion=("ollama", "local"),
+        completion_deadline_s=0.01,
+    )
+    ollama.chunk_delay = 0.1  # slower than the deadline, but nobody else can answer
+    ollama.enqueue(["slow ", "answer"])
+    assert await run(router.view("completion").generate(FILL)) == "slow answer"
+    assert messages == []

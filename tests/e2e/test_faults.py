@@ -1,0 +1,99 @@
+"""Backend faults through LSP: every cloud failure ends in the local answer.
+
+The completion chain is ``["anthropic", "local"]``: a stand-in Anthropic API on
+127.0.0.1 fails in each way a real one does, and the real local model (Qwen2.5-Coder
+0.5B) answers instead, with one message naming the failure. A hung server is
+given up at ``routing.completionDeadlineS`` (2 s by default), far below its 600 s
+``timeoutS`` here: the answer arrives while the stand-in still holds the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from tests.e2e.helpers import PALINDROME, complete, open_doc, session, status
+from tests.fakes.apis import Reply, serving
+from tests.models import qwen_model
+
+KEY = "sk-ant-api03-TestKeyForFaults0123456789"
+CURSOR = types.Position(line=2, character=4)
+
+FAULTS = [
+    (Reply(status=401, error={"message": "invalid x-api-key"}), "HTTP 401"),
+    (Reply(status=429, headers={"Retry-After": "20"}), "HTTP 429"),
+    (Reply(status=500, error={"message": "internal"}), "HTTP 500"),
+    (Reply(status=529, error={"message": "Overloaded"}), "HTTP 529"),
+    (Reply(status=504), "HTTP 504"),
+    (Reply(texts=["def ", "x"], drop_after=1), "dropped mid-answer"),
+    (Reply(hold=True), "no answer within 2 s"),
+]
+
+
+def settings(url: str, model: str) -> dict[str, Any]:
+    return {
+        "completion": {"debounceMs": 20, "adaptiveDebounce": False, "prefetch": False},
+        "routing": {"completion": ["anthropic", "local"]},
+        "anthropic": {
+            "baseUrl": url,
+            "apiKeyEnv": "TEST_CLOUD_KEY",
+            "model": model,
+            "timeoutS": 600,
+        },
+    }
+
+
+async def reconfigure(client: LanguageClient, options: dict[str, Any]) -> None:
+    """New settings (which also end any rest the router gave the backend)."""
+    client.set_configuration(options, section="tandem")
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings=None)
+    )
+    model = options["anthropic"]["model"]
+    for _ in range(200):
+        if (await status(client))["settings"]["anthropic"]["model"] == model:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the server did not take the new settings")
+
+
+@pytest.mark.slow
+async def test_every_cloud_fault_ends_in_the_local_answer(tmp_path: Path) -> None:
+    env = {
+        "TEST_CLOUD_KEY": KEY,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "TANDEM_MODEL": str(qwen_model()),
+    }
+    with serving() as cloud:
+        async with session(env, settings(cloud.url, "claude-test")) as client:
+            for n, (reply, said) in enumerate(FAULTS):
+                await reconfigure(client, settings(cloud.url, f"claude-test-{n}"))
+                cloud.reply(reply)
+                asked = len(cloud.seen)
+                uri = f"file:///work/project/pal{n}.py"
+                open_doc(client, uri, PALINDROME)
+                shown = asyncio.ensure_future(
+                    client.wait_for_notification(types.WINDOW_SHOW_MESSAGE)
+                )
+                text = await complete(client, uri, CURSOR)
+                held = cloud.holding
+                assert text.startswith("return") and "s[::-1]" in text, said
+                message = (await asyncio.wait_for(shown, 30)).message
+                assert said in message and "answered by local" in message, message
+                assert len(cloud.seen) == asked + 1  # the cloud was asked first
+                if reply.hold:
+                    assert held == 1  # the answer came while the request hung
+                client.text_document_did_close(  # out of the next one's context
+                    types.DidCloseTextDocumentParams(
+                        text_document=types.TextDocumentIdentifier(uri=uri)
+                    )
+                )
+            state = await status(client)
+            assert "anthropic" in state["routing"]["cooldown"]
+            assert KEY not in str(state)
+            assert len(client.messages) == len(FAULTS)  # one message per fault
