@@ -56,7 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--settings", metavar="JSON", help="the editor's tandem settings section"
     )
+    key = sub.add_parser(
+        "key",
+        help="store an API key in the system keyring",
+        description="Store, check or remove a cloud backend's API key in the system "
+        "keyring (used when its environment variable is not set). The key is read "
+        "from the terminal without echo, or from stdin.",
+    )
+    key.add_argument("action", choices=("set", "delete", "where"))
+    key.add_argument("backend", choices=KEYED_BACKENDS)
     return parser
+
+
+KEYED_BACKENDS = ("anthropic", "openai")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +89,43 @@ def main(argv: list[str] | None = None) -> int:
         found["settings_errors"] = errors
         print(json.dumps(found, indent=2) if args.json else doctor.text(found))
         return 0 if found["llama_cpp"]["installed"] and found["model"]["found"] else 1
+    if args.command == "key":
+        return _key(args.action, args.backend)
     return _serve(args)
+
+
+def _key(action: str, backend: str) -> int:
+    """``tandem-ls key set|delete|where BACKEND``; never prints the key."""
+    from tandem import keys
+
+    settings, _ = build(None)
+    env = getattr(settings, backend).api_key_env
+    if backend == "openai" and not env:
+        from tandem.backends.openai_compat import PRESETS
+
+        env = PRESETS[settings.openai.preset].key_env
+    try:
+        if action == "where":
+            print(f"{backend}: {keys.where(env, backend)}")
+        elif action == "delete":
+            gone = keys.delete(backend)
+            print(f"{backend}: " + ("key removed" if gone else "no key was stored"))
+        else:
+            if sys.stdin.isatty():
+                import getpass
+
+                secret = getpass.getpass(f"{backend} API key (not shown): ")
+            else:
+                secret = sys.stdin.readline()
+            if not secret.strip():
+                print("tandem-ls: no key given; nothing stored", file=sys.stderr)
+                return 1
+            keys.store(backend, secret)
+            print(f"{backend}: key stored in the system keyring")
+    except keys.KeyringUnavailable as e:
+        print(f"tandem-ls: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -217,7 +217,8 @@ class OpenAISettings:
     """Empty: the preset's default model, or the first the server lists."""
     api_key_env: str = ""
     """Environment variable with the API key; empty: the preset's (none for local
-    servers). Keys are never read from settings, logged or written anywhere."""
+    servers). Unset: the system keyring (``tandem-ls key set openai``). Keys are
+    never read from settings or logged."""
     completion_mode: str = attrs.field(
         default="auto",
         validator=attrs.validators.in_(("auto", "template", "suffix", "chat")),
@@ -248,7 +249,8 @@ class AnthropicSettings:
     model: str = "claude-sonnet-4-5"
     """Claude model for explain, refactor and escalated requests."""
     api_key_env: str = "ANTHROPIC_API_KEY"
-    """Environment variable with the API key (never read from settings or logged)."""
+    """Environment variable with the API key; unset: the system keyring
+    (``tandem-ls key set anthropic``). Keys are never read from settings or logged."""
     base_url: str = "https://api.anthropic.com"
     """API address (a proxy or gateway may stand in for it)."""
     timeout_s: float = attrs.field(default=60.0, validator=_positive)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from tandem import privacy
+from tandem import keys, privacy
 from tandem.assist.prompts import with_context
 from tandem.backends.base import (
     Backend,
@@ -257,10 +257,14 @@ class Router:
     def prepare(self, name: str, req: Any) -> Any:
         """The request as backend ``name`` may see it (privacy gate, context)."""
         if self.is_cloud(name):
-            keys = privacy.known_secrets(
-                (self.settings.anthropic.api_key_env, self.settings.openai.api_key_env)
+            known = privacy.known_secrets(
+                (
+                    self.settings.anthropic.api_key_env,
+                    self.settings.openai.api_key_env,
+                    *(getattr(b, "key_env", "") for b in self.remote.values()),
+                )
             )
-            req = privacy.gate(req, self.settings.privacy, keys)
+            req = privacy.gate(req, self.settings.privacy, known + keys.found())
         return with_context(req) if isinstance(req, ChatRequest) else req
 
     def record(self, decision: Decision) -> None:
@@ -398,6 +402,8 @@ class RoutedBackend:
             started = False
             try:
                 backend = router.backend(name)
+                if router.is_cloud(name) and (env := getattr(backend, "key_env", "")):
+                    await keys.api_key(env, name)  # known before the payload is made
                 prepared = router.prepare(name, req)
                 stream = (
                     backend.chat(prepared, attempt)

@@ -92,14 +92,23 @@ async def test_offline_session_opens_no_socket(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_planted_secrets_never_reach_the_cloud_or_the_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key_from", ["env", "keyring"])
+async def test_planted_secrets_never_reach_the_cloud_or_the_log(
+    tmp_path: Path, key_from: str
+) -> None:
     server_log = tmp_path / "server.log"
     with serving() as cloud:
         env = {
-            "TEST_CLOUD_KEY": KEY,
             "XDG_CACHE_HOME": str(tmp_path / "cache"),
             "TANDEM_MODEL": str(qwen_model()),
         }
+        if key_from == "env":
+            env["TEST_CLOUD_KEY"] = KEY
+        else:  # the variable is unset: the key is in the system keyring
+            keyring = tmp_path / "keyring.json"
+            keyring.write_text(json.dumps({"tandem-ls": {"anthropic": KEY}}))
+            env["TANDEM_TEST_KEYRING"] = str(keyring)
+            env["PYTHON_KEYRING_BACKEND"] = "tests.fakes.keyring.FileKeyring"
         options = {
             "routing": {"explain": ["anthropic", "local"], "completion": ["anthropic"]},
             "anthropic": {"baseUrl": cloud.url, "apiKeyEnv": "TEST_CLOUD_KEY"},

@@ -17,12 +17,12 @@ from tandem.backends.base import (
     GenerationStats,
 )
 from tandem.backends.remote import (
-    api_key,
     connection_error,
     fill_by_chat,
     status_error,
 )
 from tandem.config import AnthropicSettings
+from tandem.keys import api_key
 
 if TYPE_CHECKING:
     import httpx
@@ -84,7 +84,7 @@ class AnthropicBackend:
         if system:
             body["system"] = system
         headers = {
-            "x-api-key": api_key(self.key_env, "anthropic") or "",
+            "x-api-key": await api_key(self.key_env, "anthropic") or "",
             "anthropic-version": API_VERSION,
             "content-type": "application/json",
         }
@@ -108,7 +108,7 @@ class AnthropicBackend:
     async def probe(self) -> str:
         """Whether the API accepts the key (lists models; generates nothing)."""
         headers = {
-            "x-api-key": api_key(self.key_env, "anthropic") or "",
+            "x-api-key": await api_key(self.key_env, "anthropic") or "",
             "anthropic-version": API_VERSION,
         }
         async with self._errors():

@@ -25,12 +25,12 @@ from tandem.backends.base import (
     GenerationStats,
 )
 from tandem.backends.remote import (
-    api_key,
     connection_error,
     fill_by_chat,
     status_error,
 )
 from tandem.config import OpenAISettings
+from tandem.keys import api_key
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -115,31 +115,34 @@ class OpenAIBackend:
         """The server's base URL (for status and privacy decisions)."""
         return self.base_url
 
-    def _openai(self) -> AsyncOpenAI:
+    async def _openai(self) -> AsyncOpenAI:
         if self._client is None:
-            from openai import AsyncOpenAI
+            key = await api_key(self.key_env, "openai")
+            if self._client is None:  # not made by another request meanwhile
+                from openai import AsyncOpenAI
 
-            key = api_key(self.key_env, "openai")
-            self._client = AsyncOpenAI(
-                api_key=key or "not-needed",  # local servers ignore it
-                base_url=self.base_url,
-                timeout=self.timeout_s,
-                max_retries=0,  # the router decides what happens next
-            )
+                self._client = AsyncOpenAI(
+                    api_key=key or "not-needed",  # local servers ignore it
+                    base_url=self.base_url,
+                    timeout=self.timeout_s,
+                    max_retries=0,  # the router decides what happens next
+                )
         return self._client
 
     async def probe(self) -> str:
         """Whether the server answers and serves the model: one line for doctor."""
+        client = await self._openai()
         async with self._errors():
-            models = [m.id for m in (await self._openai().models.list()).data]
+            models = [m.id for m in (await client.models.list()).data]
         if self.model and models and self.model not in models:
             return f"answers; {self.model} is not among its models ({len(models)})"
         return f"answers; serves {', '.join(models[:3]) or 'no model listed'}"
 
     async def _model_name(self) -> str:
         if not self.model:
+            client = await self._openai()
             async with self._errors():
-                models = await self._openai().models.list()
+                models = await client.models.list()
             if not models.data:
                 raise BackendConfigError(f"openai: {self.base_url} serves no model")
             self.model = models.data[0].id
@@ -184,8 +187,9 @@ class OpenAIBackend:
             suffix = None
         else:
             prompt = fim.comment_block(req.context, req.comment) + req.prompt
+        client = await self._openai()
         async with self._errors():
-            stream = await self._openai().completions.create(
+            stream = await client.completions.create(
                 model=model,
                 prompt=prompt,
                 suffix=suffix,
@@ -208,8 +212,9 @@ class OpenAIBackend:
         stats = stats or GenerationStats()
         model = await self._model_name()
         messages: Any = [_message_dict(m) for m in req.messages]
+        client = await self._openai()
         async with self._errors():
-            stream = await self._openai().chat.completions.create(
+            stream = await client.chat.completions.create(
                 model=model,
                 messages=messages,
                 max_tokens=req.max_tokens,

@@ -6,7 +6,6 @@ No backend here logs a request body, a header or a key.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
@@ -44,18 +43,6 @@ def is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def api_key(env_name: str, backend: str) -> str | None:
-    """The key from the environment variable ``env_name`` (None if none is needed)."""
-    if not env_name:
-        return None
-    key = os.environ.get(env_name, "").strip()
-    if not key:
-        raise BackendAuthError(
-            f"{backend}: set the environment variable {env_name} to your API key"
-        )
-    return key
 
 
 def fill_messages(req: GenerateRequest) -> tuple[ChatMessage, ...]:

@@ -1,0 +1,117 @@
+"""API keys: from the environment variable the settings name, else the system keyring.
+
+Keys are never read from settings, never logged and never written anywhere but the
+keyring (``tandem-ls key set BACKEND``). The keyring (Secret Service, KWallet, macOS
+Keychain, Windows Credential Locker, through the ``keyring`` library) is asked only
+when a backend that needs a key is about to be used, on a worker thread: unlocking
+it may wait for the user. What it returned is kept for the process, and offered to
+the privacy gate so a key pasted into code is redacted like one from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from tandem.backends.base import BackendAuthError
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "tandem-ls"
+"""The keyring service name; the backend's name (``anthropic``, ``openai``) is the
+user name."""
+
+_found: dict[str, str] = {}
+"""Keys read from the keyring in this process, by backend."""
+
+
+class KeyringUnavailable(Exception):
+    """No usable keyring on this system; the message says why."""
+
+
+def from_keyring(backend: str) -> str | None:
+    """The key stored for ``backend`` (None: none stored, or no keyring). Blocking."""
+    import keyring
+    import keyring.errors
+
+    try:
+        key = keyring.get_password(SERVICE, backend)
+    except keyring.errors.KeyringError as e:
+        logger.debug("no key for %s from the keyring: %s", backend, type(e).__name__)
+        return None
+    return key.strip() if key and key.strip() else None
+
+
+async def api_key(env_name: str, backend: str) -> str | None:
+    """The key for ``backend``: ``$env_name``, else the keyring.
+
+    None when ``env_name`` is empty (no key needed: a local server). Raises
+    ``BackendAuthError`` saying where to put the key when there is none.
+    """
+    if not env_name:
+        return None
+    if key := os.environ.get(env_name, "").strip():
+        return key
+    if backend not in _found:
+        stored = await asyncio.to_thread(from_keyring, backend)
+        if stored is None:
+            raise BackendAuthError(
+                f"{backend}: set the environment variable {env_name} to your API "
+                f"key, or store it in the system keyring: tandem-ls key set {backend}"
+            )
+        _found[backend] = stored
+    return _found[backend]
+
+
+def found() -> tuple[str, ...]:
+    """The keys read from the keyring so far (for redaction)."""
+    return tuple(_found.values())
+
+
+def where(env_name: str, backend: str) -> str:
+    """Where ``backend``'s key comes from, in words, without the key. Blocking."""
+    if not env_name:
+        return "no key needed"
+    if os.environ.get(env_name, "").strip():
+        return f"from ${env_name}"
+    if from_keyring(backend) is not None:
+        return f"from the system keyring ({SERVICE}/{backend})"
+    return f"missing: set ${env_name} or run `tandem-ls key set {backend}`"
+
+
+def store(backend: str, key: str) -> None:
+    """Save ``key`` for ``backend`` in the keyring."""
+    import keyring
+    import keyring.errors
+
+    try:
+        keyring.set_password(SERVICE, backend, key.strip())
+    except keyring.errors.KeyringError as e:
+        raise KeyringUnavailable(_why(e)) from None
+    _found.pop(backend, None)
+
+
+def delete(backend: str) -> bool:
+    """Remove ``backend``'s key from the keyring; False if none was stored."""
+    import keyring
+    import keyring.errors
+
+    try:
+        keyring.delete_password(SERVICE, backend)
+    except keyring.errors.PasswordDeleteError:
+        return False
+    except keyring.errors.KeyringError as e:
+        raise KeyringUnavailable(_why(e)) from None
+    finally:
+        _found.pop(backend, None)
+    return True
+
+
+def _why(error: Exception) -> str:
+    import keyring
+
+    return (
+        f"the system keyring is not usable ({keyring.get_keyring().name}: {error}); "
+        "set the key in an environment variable instead"
+    )
