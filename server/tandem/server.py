@@ -7,6 +7,7 @@ import collections
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -367,6 +368,7 @@ class TandemServer(LanguageServer):
             "process": {
                 "tasks": len(asyncio.all_tasks()),
                 "threads": threading.active_count(),
+                "pyBlocks": sys.getallocatedblocks(),
             },
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 from tandem.doctor import report as doctor_report
@@ -18,6 +19,8 @@ def register(server: TandemServer) -> None:
 
     @server.command(CMD_STATUS)
     def status(ls: TandemServer, *args: Any) -> dict[str, Any]:
+        if args and isinstance(args[0], dict) and args[0].get("collect") is True:
+            gc.collect()  # for leak checks: count only what is still reachable
         return ls.status()
 
     @server.command(CMD_DOCTOR)
