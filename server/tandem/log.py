@@ -32,6 +32,22 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record), env_secrets())
 
 
+class OneLineBadMessages(logging.Filter):
+    """One line, not a traceback, for each message pygls cannot decode or handle.
+
+    A misbehaving client would flood the log otherwise; ``-vv`` keeps tracebacks.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Shorten the record in place; never drop it."""
+        if record.exc_info and record.msg == "Unable to handle message":
+            error = record.exc_info[1]
+            record.msg = "ignored a message that could not be handled: %s: %s"
+            record.args = (type(error).__name__, str(error)[:200])
+            record.exc_info = None
+        return True
+
+
 def setup(verbosity: int = 0, log_file: str | None = None) -> None:
     """Log to ``log_file`` or stderr.
 
@@ -49,6 +65,9 @@ def setup(verbosity: int = 0, log_file: str | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("tandem").setLevel(level)
+    if verbosity < 2:
+        for name in ("pygls.server", "pygls.io_"):  # the loop logs with either
+            logging.getLogger(name).addFilter(OneLineBadMessages())
     if verbosity < 3:
         logging.getLogger("pygls").setLevel(logging.WARNING)
         logging.getLogger("asyncio").setLevel(logging.WARNING)
