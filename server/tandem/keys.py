@@ -33,11 +33,10 @@ class KeyringUnavailable(Exception):
 def from_keyring(backend: str) -> str | None:
     """The key stored for ``backend`` (None: none stored, or no keyring). Blocking."""
     import keyring
-    import keyring.errors
 
     try:
         key = keyring.get_password(SERVICE, backend)
-    except keyring.errors.KeyringError as e:
+    except Exception as e:  # any keyring backend may fail in its own way
         logger.debug("no key for %s from the keyring: %s", backend, type(e).__name__)
         return None
     return key.strip() if key and key.strip() else None
@@ -83,11 +82,10 @@ def where(env_name: str, backend: str) -> str:
 def store(backend: str, key: str) -> None:
     """Save ``key`` for ``backend`` in the keyring."""
     import keyring
-    import keyring.errors
 
     try:
         keyring.set_password(SERVICE, backend, key.strip())
-    except keyring.errors.KeyringError as e:
+    except Exception as e:  # NoKeyringError, D-Bus errors, ...
         raise KeyringUnavailable(_why(e)) from None
     _found.pop(backend, None)
 
@@ -101,7 +99,7 @@ def delete(backend: str) -> bool:
         keyring.delete_password(SERVICE, backend)
     except keyring.errors.PasswordDeleteError:
         return False
-    except keyring.errors.KeyringError as e:
+    except Exception as e:  # NoKeyringError, D-Bus errors, ...
         raise KeyringUnavailable(_why(e)) from None
     finally:
         _found.pop(backend, None)
@@ -109,9 +107,7 @@ def delete(backend: str) -> bool:
 
 
 def _why(error: Exception) -> str:
-    import keyring
-
     return (
-        f"the system keyring is not usable ({keyring.get_keyring().name}: {error}); "
+        f"the system keyring is not usable ({type(error).__name__}: {error}); "
         "set the key in an environment variable instead"
     )

@@ -43,7 +43,22 @@ async def test_the_keyring_when_the_variable_is_unset() -> None:
     assert await keys.api_key("", "openai") is None  # a local server: no key
 
 
-@pytest.mark.parametrize("system", [FileKeyring, NoKeyring])
+class Broken(keyring.backend.KeyringBackend):
+    """A keyring that fails its own way (a D-Bus error, a locked wallet)."""
+
+    priority = -1  # type: ignore[assignment]  # never chosen by detection
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise RuntimeError("org.freedesktop.DBus.Error.ServiceUnknown")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise RuntimeError("org.freedesktop.DBus.Error.ServiceUnknown")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise RuntimeError("org.freedesktop.DBus.Error.ServiceUnknown")
+
+
+@pytest.mark.parametrize("system", [FileKeyring, NoKeyring, Broken])
 async def test_no_key_anywhere_says_where_to_put_one(
     system: type[keyring.backend.KeyringBackend],
 ) -> None:
