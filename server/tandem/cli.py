@@ -97,13 +97,14 @@ def main(argv: list[str] | None = None) -> int:
 def _key(action: str, backend: str) -> int:
     """``tandem-ls key set|delete|where BACKEND``; never prints the key."""
     from tandem import keys
+    from tandem.backends.openai_compat import key_env
 
     settings, _ = build(None)
-    env = getattr(settings, backend).api_key_env
-    if backend == "openai" and not env:
-        from tandem.backends.openai_compat import PRESETS
-
-        env = PRESETS[settings.openai.preset].key_env
+    env = (
+        key_env(settings.openai)
+        if backend == "openai"
+        else settings.anthropic.api_key_env
+    )
     try:
         if action == "where":
             print(f"{backend}: {keys.where(env, backend)}")

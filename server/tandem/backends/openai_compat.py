@@ -78,6 +78,11 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def key_env(settings: OpenAISettings) -> str:
+    """The variable with the API key: the setting, else the preset's ("": none)."""
+    return settings.api_key_env or PRESETS[settings.preset].key_env
+
+
 class OpenAIBackend:
     """Completions and chat from an OpenAI-compatible HTTP server."""
 
@@ -88,7 +93,7 @@ class OpenAIBackend:
         self.base_url = (settings.base_url or preset.base_url).rstrip("/")
         if not self.base_url:
             raise BackendConfigError("openai: set tandem.openai.baseUrl")
-        self.key_env = settings.api_key_env or preset.key_env
+        self.key_env = key_env(settings)
         self.fim = fim.by_name(settings.fim_format) if settings.fim_format else None
         mode = settings.completion_mode
         if mode == "auto":
