@@ -16,12 +16,17 @@ READY_S = 120_000  # ms: a hang guard (server start + model load), not a speed b
 MODEL_S = 120_000
 
 
-def open_file(page: Any, name: str) -> None:
-    page.keyboard.press("Control+P")
+def quick_input(page: Any, key: str, text: str) -> None:
+    """Open the quick input with ``key``, type ``text`` and pick the row showing it."""
+    page.keyboard.press(key)
     page.locator(".quick-input-widget input").wait_for()
-    page.keyboard.type(name)
-    page.locator(".quick-input-list .monaco-list-row", has_text=name).first.wait_for()
+    page.keyboard.type(text)
+    page.locator(".quick-input-list .monaco-list-row", has_text=text).first.wait_for()
     page.keyboard.press("Enter")
+
+
+def open_file(page: Any, name: str) -> None:
+    quick_input(page, "Control+P", name)
     page.locator(".tab.active", has_text=name).wait_for()
 
 
@@ -33,11 +38,7 @@ def wait_ready(page: Any) -> None:
 
 
 def run_command(page: Any, title: str) -> None:
-    page.keyboard.press("F1")
-    page.locator(".quick-input-widget input").wait_for()
-    page.keyboard.type(title)
-    page.locator(".quick-input-list .monaco-list-row", has_text=title).first.wait_for()
-    page.keyboard.press("Enter")
+    quick_input(page, "F1", title)
 
 
 def editor_lines(page: Any, tab: str) -> list[str]:
