@@ -1,0 +1,174 @@
+"""From a model's rewrite to the edit worth showing, or a reason to stay quiet. Pure.
+
+The rewrite of the window is reduced to minimal changes (line diff, then each
+changed block trimmed to the characters that differ). Nothing is shown when there
+is no change, when the changes only touch what the user just typed, when they
+undo the user's latest edit, or when they make the file parse worse
+(tree-sitter). A confidence decides the rest: from the tokens' log-probabilities
+when the backend reports them, otherwise from how well the change follows the
+user's latest edit (the same rename elsewhere is likely; an unrelated rewrite is
+not).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import attrs
+
+from tandem.assist import edits as textedits
+from tandem.assist.edits import TextChange
+from tandem.context.symbols import syntax_errors
+from tandem.nextedit.history import Latest, changed_span
+
+_WORD = re.compile(r"\w+")
+
+
+@attrs.frozen
+class Verdict:
+    """The changes to offer (best first) and how sure we are, or why not."""
+
+    changes: tuple[TextChange, ...] = ()
+    confidence: float = 0.0
+    reason: str = ""
+    """Why nothing is offered (empty when something is)."""
+
+
+def char_changes(
+    text: str, start: int, end: int, replacement: str
+) -> list[TextChange]:
+    """Minimal changes turning ``text[start:end]`` into ``replacement``."""
+    found = []
+    for change in textedits.minimal_changes(text, start, end, replacement):
+        old = text[change.start : change.end]
+        head, old_end, new_end = changed_span(old, change.new_text)
+        found.append(
+            TextChange(
+                change.start + head,
+                change.start + old_end,
+                change.new_text[head:new_end],
+            )
+        )
+    return found
+
+
+def _word_at(text: str, start: int, end: int) -> str:
+    """The identifier around ``text[start:end]`` (empty if that is not one)."""
+    left = start
+    while left > 0 and (text[left - 1].isalnum() or text[left - 1] == "_"):
+        left -= 1
+    right = end
+    while right < len(text) and (text[right].isalnum() or text[right] == "_"):
+        right += 1
+    word = text[left:right]
+    return word if _WORD.fullmatch(word) else ""
+
+
+def rename_of(text: str, latest: Latest) -> tuple[str, str] | None:
+    """(old name, new name) when the latest edit renamed one identifier."""
+    old = _word_at(latest.before, latest.start, latest.start + len(latest.removed))
+    new = _word_at(text, latest.start, latest.end)
+    if old and new and old != new and not old[0].isdigit():
+        return old, new
+    return None
+
+
+def heuristic_confidence(
+    text: str, changes: Sequence[TextChange], latest: Latest | None
+) -> float:
+    """How likely the changes are the user's next edit, without log-probabilities.
+
+    0.9: they apply the user's rename elsewhere; 0.6: a one-line change that
+    uses a name the user just typed; 0.3: anything else.
+    """
+    if latest is None or not changes:
+        return 0.3
+    rename = rename_of(text, latest)
+    if rename is not None:
+        old, new = rename
+        pattern = re.compile(rf"\b{re.escape(old)}\b")
+        if all(
+            pattern.sub(new, _line_around(text, c)) == _line_after(text, c)
+            and pattern.search(_line_around(text, c))
+            for c in changes
+        ):
+            return 0.9
+    typed = set(_WORD.findall(text[latest.start : latest.end]))
+    if len(changes) == 1 and changes[0].new_text.count("\n") == 0:
+        words = set(_WORD.findall(changes[0].new_text))
+        if typed & words:
+            return 0.6
+    return 0.3
+
+
+def _line_around(text: str, change: TextChange) -> str:
+    first = text.rfind("\n", 0, change.start) + 1
+    last = text.find("\n", change.end)
+    return text[first : len(text) if last < 0 else last]
+
+
+def _line_after(text: str, change: TextChange) -> str:
+    first = text.rfind("\n", 0, change.start) + 1
+    last = text.find("\n", change.end)
+    stop = len(text) if last < 0 else last
+    return text[first : change.start] + change.new_text + text[change.end : stop]
+
+
+def logprob_confidence(logprobs: Sequence[float]) -> float:
+    """The geometric mean of the generated tokens' probabilities."""
+    return math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
+
+
+def judge(
+    text: str,
+    window: tuple[int, int],
+    replacement: str,
+    latest: Latest | None,
+    language: str | None,
+    cursor: int,
+    logprobs: Sequence[float] | None = None,
+) -> Verdict:
+    """Whether to offer the rewrite of ``text[window]``, and which change first."""
+    changes = char_changes(text, *window, replacement)
+    if not changes:
+        return Verdict(reason="no change")
+    if latest is not None:
+        start, end = latest.typed_span
+        if all(_inside(c, start, end) for c in changes):
+            return Verdict(reason="only changes what was just typed")
+        result = textedits.apply(text, changes)
+        if result == latest.before or any(_undoes(text, c, latest) for c in changes):
+            return Verdict(reason="reverts the latest edit")
+    if language is not None:
+        before = syntax_errors(text, language)
+        after = syntax_errors(textedits.apply(text, changes), language)
+        if after > before:
+            return Verdict(reason="breaks the parse")
+    if logprobs:
+        confidence = logprob_confidence(logprobs)
+    else:
+        confidence = heuristic_confidence(text, changes, latest)
+    ahead = [c for c in changes if c.start >= cursor]
+    order = ahead + [c for c in changes if c.start < cursor]
+    return Verdict(tuple(order), confidence)
+
+
+def _inside(change: TextChange, start: int, end: int) -> bool:
+    """Whether ``change`` rewrites text inside ``[start, end]``.
+
+    An insertion right at either edge extends the typing and does not count.
+    """
+    if change.start == change.end:
+        return start < change.start < end
+    return start <= change.start and change.end <= end
+
+
+def _undoes(text: str, change: TextChange, latest: Latest) -> bool:
+    """Whether ``change`` puts back what the latest edit replaced."""
+    start, end = latest.typed_span
+    if not (change.start <= start and end <= change.end):
+        return False
+    restored = text[change.start : start] + latest.removed + text[end : change.end]
+    return change.new_text == restored

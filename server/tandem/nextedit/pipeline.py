@@ -1,0 +1,231 @@
+"""Next-edit prediction: history -> window -> prompt -> generate -> gate. No LSP here.
+
+The model work is background work for the engine's scheduler (priority
+``NEXT_EDIT``): it never runs in front of a completion request, a request
+preempts it (even in the middle of the prompt), and a newer prediction for the
+same document replaces the one waiting or running. Generation stops as soon as
+the rewrite has made its change and copied two lines unchanged after it: the
+rest of the window is taken as it was, and the next change is the next
+prediction's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from tandem.assist.edits import TextChange, UnsafeEdit
+from tandem.backends.base import (
+    Backend,
+    ChatRequest,
+    GenerateRequest,
+    GenerationStats,
+)
+from tandem.config import NextEditSettings
+from tandem.context.symbols import language_of
+from tandem.engine import BackendMissing, CompletionEngine, Document
+from tandem.nextedit import gate, prompts
+from tandem.nextedit.history import EditHistory
+from tandem.scheduler import Priority
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Prediction:
+    """A predicted next edit, shown or not, and why."""
+
+    changes: tuple[TextChange, ...]
+    """Minimal changes, the one to offer first (after the cursor) first."""
+    confidence: float
+    shown: bool
+    reason: str
+    """Why it is not shown (empty when it is)."""
+    format: prompts.Format
+    window: tuple[int, int]
+    raw: str = ""
+    """The model's answer (cut where generation stopped)."""
+    latency_ms: float = 0.0
+    stats: GenerationStats | None = None
+    backend: str = ""
+
+
+@attrs.define
+class NextEditStats:
+    """Counters since start, for the status command."""
+
+    requests: int = 0
+    predictions: int = 0
+    shown: int = 0
+    accepted: int = 0
+    preempted: int = 0
+    """Predictions given up for a user's request or a newer prediction."""
+    failed: int = 0
+    quiet: dict[str, int] = attrs.field(factory=dict)
+    """Predictions not shown, by reason."""
+    last: dict[str, Any] = attrs.field(factory=dict)
+
+
+class NextEditor:
+    """Predicts the user's next edit from their recent ones."""
+
+    def __init__(self, engine: CompletionEngine) -> None:
+        self.engine = engine
+        self.history = EditHistory()
+        self.stats = NextEditStats()
+        self.model_name: Callable[[], str] = lambda: ""
+        """The local model's name and file (set by the server), for ``auto``."""
+
+    def format_for(self, settings: NextEditSettings) -> prompts.Format:
+        """The prompt format: the setting, or the model's family."""
+        if settings.format != "auto":
+            return settings.format  # type: ignore[return-value]
+        return prompts.detect(self.model_name())
+
+    async def predict(
+        self, doc: Document, offset: int, settings: NextEditSettings
+    ) -> Prediction | None:
+        """The next edit after the user's recent ones; None when preempted."""
+        self.stats.requests += 1
+        started = time.perf_counter()
+        backend = self.engine.backend
+        if backend is None:
+            raise BackendMissing(self.engine.backend_problem)
+        self.history.group_s = settings.group_ms / 1000
+        kind = self.format_for(settings)
+        latest = self.history.latest(doc.uri)
+        window = prompts.editable_window(
+            doc.text, offset, latest, settings.lines_before, settings.lines_after
+        )
+        recent = self.history.recent(doc.uri, settings.history_edits)
+        path = doc.path or doc.uri.rsplit("/", 1)[-1]
+        grammar = language_of(doc.fs_path or doc.uri, doc.language_id)
+        lines = prompts.model_lines(kind, window)
+        count = self.engine.token_counter()
+        max_tokens = min(settings.max_tokens, int(count(window.text) * 1.3) + 48)
+        stats = GenerationStats()
+        answer: list[str] = []
+
+        async def job() -> str:
+            return await self._generate(
+                backend, kind, doc, path, window, recent, lines, max_tokens, stats, answer
+            )
+
+        try:
+            body = await self.engine.scheduler.run(Priority.NEXT_EDIT, doc.uri, job)
+        except UnsafeEdit as e:
+            body, unsafe = "", str(e)
+        else:
+            unsafe = ""
+        if body is None:
+            self.stats.preempted += 1
+            return None
+        self.stats.predictions += 1
+        raw = "".join(answer)
+        try:
+            if unsafe:
+                raise UnsafeEdit(unsafe)
+            replacement = prompts.shaped(kind, body, window)
+            verdict = gate.judge(
+                doc.text,
+                (window.start, window.end),
+                replacement,
+                latest,
+                grammar,
+                offset,
+                getattr(stats, "token_logprobs", None),
+            )
+        except UnsafeEdit as e:
+            verdict = gate.Verdict(reason=str(e))
+        shown = bool(verdict.changes) and verdict.confidence >= settings.min_confidence
+        reason = verdict.reason or (
+            "" if shown else f"confidence {verdict.confidence:.2f} too low"
+        )
+        used = str(getattr(backend, "last_backend", "") or backend.name)
+        prediction = Prediction(
+            verdict.changes,
+            verdict.confidence,
+            shown,
+            reason,
+            kind,
+            (window.start, window.end),
+            raw,
+            (time.perf_counter() - started) * 1000,
+            stats,
+            used,
+        )
+        self._record(doc.uri, prediction)
+        return prediction
+
+    async def _generate(
+        self,
+        backend: Backend,
+        kind: prompts.Format,
+        doc: Document,
+        path: str,
+        window: prompts.Window,
+        recent: list[Any],
+        lines: list[str],
+        max_tokens: int,
+        stats: GenerationStats,
+        answer: list[str],
+    ) -> str:
+        """The model's rewrite of the window (its own indentation), cut short
+        once it has made its change and gone back to copying."""
+        if kind == "chat":
+            language = doc.language_id or language_of(path, "") or "text"
+            messages = prompts.chat_messages(path, language, window, recent)
+            stream = backend.chat(
+                ChatRequest(messages, max_tokens=max_tokens, path=doc.path), stats
+            )
+        else:
+            text = (
+                prompts.sweep_prompt(path, window, recent)
+                if kind == "sweep"
+                else prompts.zeta_prompt(path, window, recent)
+            )
+            stop = prompts.SWEEP_STOP if kind == "sweep" else ()
+            stream = backend.generate(
+                GenerateRequest(
+                    text, None, max_tokens=max_tokens, stop=stop, path=doc.path
+                ),
+                stats,
+            )
+        async with contextlib.aclosing(stream) as chunks:
+            async for chunk in chunks:
+                answer.append(chunk)
+                out = prompts.answer_lines(kind, "".join(answer))
+                if out is not None and (at := prompts.settled(lines, out)) is not None:
+                    return "".join(out) + "".join(lines[at:])
+        if kind == "sweep" and stats.generated_tokens >= max_tokens:
+            raise UnsafeEdit("the answer was cut off by the token limit")
+        return prompts.extract(kind, "".join(answer))
+
+    def _record(self, uri: str, prediction: Prediction) -> None:
+        if prediction.shown:
+            self.stats.shown += 1
+        else:
+            why = prediction.reason.split(" (")[0]
+            self.stats.quiet[why] = self.stats.quiet.get(why, 0) + 1
+        stats = prediction.stats
+        self.stats.last = {
+            "uri": uri,
+            "format": prediction.format,
+            "shown": prediction.shown,
+            "reason": prediction.reason,
+            "confidence": round(prediction.confidence, 3),
+            "changes": len(prediction.changes),
+            "latencyMs": round(prediction.latency_ms, 1),
+            "backend": prediction.backend,
+            **(attrs.asdict(stats) if stats is not None else {}),
+        }
+        logger.debug("next edit %s: %r", self.stats.last, prediction.raw)
+
+    def forget(self, uri: str) -> None:
+        """A document was closed: drop its history and any work for it."""
+        self.history.closed(uri)

@@ -1,0 +1,287 @@
+"""Next-edit prediction: window, prompt formats, gating, and the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tandem.assist.edits import TextChange, apply
+from tandem.backends.base import ChatRequest, GenerateRequest
+from tandem.backends.fake import FakeBackend
+from tandem.config import NextEditSettings
+from tandem.engine import CompletionEngine, Document
+from tandem.nextedit import gate, prompts
+from tandem.nextedit.history import EditHistory, Latest
+from tandem.nextedit.pipeline import NextEditor
+
+CODE = """def area(width, height):
+    scale = 2
+    return width * height * scale
+
+
+def main():
+    print(area(2, 3))
+"""
+RENAMED = CODE.replace("area(width,", "area(w,")
+AT = CODE.index("width")
+
+
+def renamed_latest() -> Latest:
+    """The user's edit: ``width`` selected and ``w`` typed over it."""
+    return Latest(AT, AT + 1, "width", CODE)
+
+
+def test_the_window_takes_in_the_latest_edit_and_its_original() -> None:
+    cursor = RENAMED.index("scale")
+    window = prompts.editable_window(RENAMED, cursor, renamed_latest(), 1, 1)
+    assert window.text == "".join(RENAMED.splitlines(keepends=True)[0:3])
+    assert window.original == "".join(CODE.splitlines(keepends=True)[0:3])
+    assert window.at_file_start
+    assert window.text[window.cursor :].startswith("scale")
+
+
+def test_sweep_prompt_is_the_file_sep_layout() -> None:
+    history = EditHistory(clock=lambda: 1.0)
+    history.opened("a.py", CODE, "src/a.py")
+    history.changed("a.py", RENAMED)
+    window = prompts.editable_window(RENAMED, AT + 1, renamed_latest(), 0, 1)
+    text = prompts.sweep_prompt("src/a.py", window, history.recent("a.py", 4))
+    assert text == (
+        "<|file_sep|>src/a.py.diff\n"
+        "original:\n"
+        "def area(width, height):\n"
+        "updated:\n"
+        "def area(w, height):\n"
+        "<|file_sep|>original/src/a.py\n"
+        "def area(width, height):\n"
+        "    scale = 2\n"
+        "<|file_sep|>current/src/a.py\n"
+        "def area(w, height):\n"
+        "    scale = 2\n"
+        "<|file_sep|>updated/src/a.py\n"
+    )
+
+
+def test_zeta_prompt_marks_the_region_and_the_cursor() -> None:
+    history = EditHistory(clock=lambda: 1.0)
+    history.opened("a.py", CODE, "a.py")
+    history.changed("a.py", RENAMED)
+    window = prompts.editable_window(RENAMED, AT + 1, renamed_latest(), 0, 0)
+    text = prompts.zeta_prompt("a.py", window, history.recent("a.py", 4))
+    assert text.startswith("### Instruction:\n")
+    assert '### User Edits:\n\nUser edited "a.py":\n```diff\n@@ -1,' in text
+    assert text.endswith(
+        "### User Excerpt:\n\n```a.py\n<|start_of_file|>\n"
+        "<|editable_region_start|>\ndef area(w<|user_cursor_is_here|>, height):\n"
+        "<|editable_region_end|>\n```\n\n### Response:\n"
+    )
+    answer = (
+        "```a.py\n<|editable_region_start|>\ndef area(w, h<|user_cursor_is_here|>):"
+        "\n<|editable_region_end|>\n```"
+    )
+    assert prompts.extract("zeta", answer) == "def area(w, h):\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        pytest.param("sweep-next-edit-0.5b.Q8_0.gguf", "sweep", id="sweep"),
+        pytest.param("Zeta 7B", "zeta", id="zeta"),
+        pytest.param("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "chat", id="qwen"),
+    ],
+)
+def test_format_from_the_model_name(name: str, kind: str) -> None:
+    assert prompts.detect(name) == kind
+
+
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [
+        pytest.param(["a\n", "b\n"], None, id="only-copying"),
+        pytest.param(["a\n", "B\n", "c\n"], None, id="one-line-after"),
+        pytest.param(["a\n", "B\n", "c\n", "d\n"], 4, id="settled"),
+        pytest.param(["  a\n", "B\n", "c\n", "d\n"], 4, id="indent-ignored"),
+        pytest.param(["a\n", "x\n", "b\n", "c\n"], 3, id="inserted-line"),
+    ],
+)
+def test_generation_settles_two_lines_after_a_change(
+    out: list[str], expected: int | None
+) -> None:
+    window = ["a\n", "b\n", "c\n", "d\n", "e\n", "f\n"]
+    assert prompts.settled(window, out) == expected
+
+
+def test_answer_lines_of_a_chat_answer_are_inside_the_fence() -> None:
+    assert prompts.answer_lines("chat", "Sure:\n```py") is None
+    assert prompts.answer_lines("chat", "```python\na\nb") == ["a\n"]
+    assert prompts.answer_lines("chat", "```python\na\nb\n```\n") == ["a\n", "b\n"]
+
+
+def test_char_changes_are_minimal() -> None:
+    new = RENAMED.replace("return width", "return w")
+    start, end = 0, len(RENAMED)
+    [change] = gate.char_changes(RENAMED, start, end, new)
+    assert RENAMED[change.start : change.end] == "idth"
+    assert change.new_text == ""
+    assert apply(RENAMED, [change]) == new
+
+
+def _judge(replacement: str, cursor: int = AT + 1) -> gate.Verdict:
+    return gate.judge(
+        RENAMED, (0, len(RENAMED)), replacement, renamed_latest(), "python", cursor
+    )
+
+
+def test_the_rename_elsewhere_is_offered_with_high_confidence() -> None:
+    verdict = _judge(RENAMED.replace("return width", "return w"))
+    assert verdict.reason == ""
+    assert verdict.confidence == 0.9
+    [change] = verdict.changes
+    assert RENAMED[change.start : change.end] == "idth"
+    assert change.start == RENAMED.index("width") + 1
+
+
+def test_extending_what_was_typed_is_not_quiet() -> None:
+    verdict = _judge(RENAMED.replace("area(w,", "area(wide,"))
+    assert verdict.reason == ""
+
+
+@pytest.mark.parametrize(
+    ("replacement", "reason"),
+    [
+        pytest.param(RENAMED, "no change", id="empty"),
+        pytest.param(CODE, "reverts the latest edit", id="revert"),
+        pytest.param(
+            RENAMED.replace("area(w,", "area(v,"),
+            "only changes what was just typed",
+            id="typed-only",
+        ),
+        pytest.param(
+            RENAMED.replace("return width", "return (width"),
+            "breaks the parse",
+            id="parse",
+        ),
+    ],
+)
+def test_quiet_cases(replacement: str, reason: str) -> None:
+    assert _judge(replacement).reason == reason
+
+
+def test_an_unrelated_rewrite_gets_a_low_confidence() -> None:
+    verdict = _judge(RENAMED.replace("scale = 2", "scale = 3"))
+    assert verdict.changes and verdict.confidence == 0.3
+
+
+def test_log_probabilities_decide_when_given() -> None:
+    verdict = gate.judge(
+        RENAMED,
+        (0, len(RENAMED)),
+        RENAMED.replace("scale = 2", "scale = 3"),
+        renamed_latest(),
+        "python",
+        0,
+        [-0.1, -0.2, -0.3],
+    )
+    assert verdict.confidence == pytest.approx(0.8187, abs=1e-3)
+
+
+def test_changes_after_the_cursor_come_first() -> None:
+    changes = (TextChange(0, 1, "x"), TextChange(40, 41, "y"))
+    text = "".join(f"v{i} = {i}\n" for i in range(10))
+    verdict = gate.judge(
+        text, (0, len(text)), apply(text, changes), None, None, 20, [-0.01]
+    )
+    assert [c.start for c in verdict.changes] == [40, 0]
+
+
+def editor(fake: FakeBackend) -> NextEditor:
+    engine = CompletionEngine(fake)
+    nexted = NextEditor(engine)
+    nexted.history.opened("file:///a.py", CODE, "a.py")
+    nexted.history.changed("file:///a.py", RENAMED)
+    return nexted
+
+
+DOC = Document("file:///a.py", RENAMED, "python", "a.py")
+SETTINGS = NextEditSettings(lines_before=1, lines_after=4)
+
+
+async def test_pipeline_chat_answer_becomes_the_next_use() -> None:
+    fake = FakeBackend()
+    body = RENAMED.splitlines(keepends=True)[:5]
+    body[2] = body[2].replace("width", "w")
+    fake.enqueue(["```python\n", *body, "```\n"])
+    nexted = editor(fake)
+    prediction = await nexted.predict(DOC, AT + 1, SETTINGS)
+    assert prediction is not None and prediction.shown, prediction
+    first = prediction.changes[0]
+    assert RENAMED[first.start : first.end] == "idth"
+    assert first.start == RENAMED.index("width") + 1
+    [req] = fake.requests
+    assert isinstance(req, ChatRequest)
+    assert "-def area(width, height):\n+def area(w, height):" in req.messages[1].content
+    assert nexted.stats.shown == 1
+
+
+async def test_pipeline_stops_generating_once_the_change_is_made() -> None:
+    fake = FakeBackend()
+    lines = RENAMED.splitlines(keepends=True)
+    changed = [lines[0], lines[1], lines[2].replace("width", "w"), lines[3], lines[4]]
+    fake.enqueue(["```python\n", *changed, "NEVER READ\n", "```\n"])
+    nexted = editor(fake)
+    prediction = await nexted.predict(DOC, AT + 1, SETTINGS)
+    assert prediction is not None and prediction.shown
+    assert "NEVER READ" not in prediction.raw
+    assert fake.script == type(fake.script)()  # the one answer was consumed
+
+
+async def test_pipeline_sweep_format_is_a_raw_prompt() -> None:
+    fake = FakeBackend()
+    lines = RENAMED.splitlines(keepends=True)[:5]
+    lines[2] = lines[2].replace("width", "w")
+    fake.enqueue(["".join(lines), "<|file_sep|>"])
+    nexted = editor(fake)
+    settings = NextEditSettings(format="sweep", lines_before=1, lines_after=4)
+    prediction = await nexted.predict(DOC, AT + 1, settings)
+    assert prediction is not None and prediction.shown
+    [req] = fake.requests
+    assert isinstance(req, GenerateRequest) and req.suffix is None
+    assert req.prompt.endswith("<|file_sep|>updated/a.py\n")
+    assert "<|file_sep|>" in req.stop
+
+
+async def test_pipeline_quiet_answer_is_not_shown() -> None:
+    fake = FakeBackend()
+    fake.enqueue(["```python\n", *RENAMED.splitlines(keepends=True)[:5], "```"])
+    prediction = await editor(fake).predict(DOC, AT + 1, SETTINGS)
+    assert prediction is not None
+    assert not prediction.shown and prediction.reason == "no change"
+
+
+async def test_a_user_request_preempts_the_prediction() -> None:
+    fake = FakeBackend(chunk_delay=0.05)
+    fake.enqueue(["```python\n", "def", " area", "(w, height):\n"] * 20)
+    nexted = editor(fake)
+    task = asyncio.ensure_future(nexted.predict(DOC, AT + 1, SETTINGS))
+    while not fake.requests:
+        await asyncio.sleep(0.01)
+    async with nexted.engine.scheduler.request():
+        assert await task is None
+    assert fake.cancelled == 1
+    assert nexted.stats.preempted == 1
+
+
+async def test_a_newer_prediction_for_the_document_replaces_the_older() -> None:
+    fake = FakeBackend(chunk_delay=0.05)
+    fake.enqueue(["```python\n"] + ["x\n"] * 50)
+    body = RENAMED.splitlines(keepends=True)[:5]
+    body[2] = body[2].replace("width", "w")
+    fake.enqueue(["```python\n", *body, "```\n"])
+    nexted = editor(fake)
+    first = asyncio.ensure_future(nexted.predict(DOC, AT + 1, SETTINGS))
+    while not fake.requests:
+        await asyncio.sleep(0.01)
+    second = await nexted.predict(DOC, AT + 1, SETTINGS)
+    assert await first is None
+    assert second is not None and second.shown
