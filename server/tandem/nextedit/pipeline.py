@@ -27,6 +27,7 @@ from tandem.backends.base import (
     GenerationStats,
 )
 from tandem.config import NextEditSettings
+from tandem.context import builder
 from tandem.context.symbols import language_of
 from tandem.engine import BackendMissing, CompletionEngine, Document
 from tandem.nextedit import gate, prompts
@@ -102,9 +103,16 @@ class NextEditor:
         window = prompts.editable_window(
             doc.text, offset, latest, settings.lines_before, settings.lines_after
         )
-        recent = self.history.recent(doc.uri, settings.history_edits)
         path = doc.path or doc.uri.rsplit("/", 1)[-1]
+        recent = [
+            attrs.evolve(e, path=path if e.uri == doc.uri else self._relative(e.path))
+            for e in self.history.recent(doc.uri, settings.history_edits)
+        ]
         grammar = language_of(doc.fs_path or doc.uri, doc.language_id)
+        if not recent:
+            quiet = Prediction((), 0.0, False, "no recent edits", kind, (0, 0))
+            self._record(doc.uri, quiet)
+            return quiet
         lines = prompts.model_lines(kind, window)
         count = self.engine.token_counter()
         max_tokens = min(settings.max_tokens, int(count(window.text) * 1.3) + 48)
@@ -206,6 +214,10 @@ class NextEditor:
             raise UnsafeEdit("the answer was cut off by the token limit")
         return prompts.extract(kind, "".join(answer))
 
+    def _relative(self, path: str) -> str:
+        """A path as prompts show it: relative to the workspace when inside it."""
+        return builder.relative(path, self.engine.roots) if path else path
+
     def _record(self, uri: str, prediction: Prediction) -> None:
         if prediction.shown:
             self.stats.shown += 1
@@ -229,3 +241,11 @@ class NextEditor:
     def forget(self, uri: str) -> None:
         """A document was closed: drop its history and any work for it."""
         self.history.closed(uri)
+
+
+def model_name_of(backend: object) -> str:
+    """A loaded model's GGUF name and file name (empty before it loads)."""
+    info = getattr(backend, "info", None)
+    if info is None:
+        return ""
+    return f"{getattr(info, 'name', '')} {str(getattr(info, 'path', '')).rsplit('/', 1)[-1]}"
