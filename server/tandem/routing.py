@@ -2,11 +2,19 @@
 
 Each task (completion, explain, refactor) has a chain of backends tried in order
 (``routing.<task>``); when one fails before its first chunk (down, timeout, 401,
-429, 5xx, no network) the next one serves and the user gets one message. Hard
-requests may be *escalated* to ``routing.escalateTo`` when the user allows it:
-a prompt larger than the local context window, a large selection, a local rewrite
-that fails its checks, or an explicit "ask the cloud". Every attempt is recorded
-as a ``Decision`` (backend, reason, tokens, estimated cost) for the status.
+429, 5xx, no network, a malformed stream, no first chunk by the deadline) the next
+one serves and the user gets one message. A completion that fails mid-answer is
+continued by the next backend from the text already passed on; an explanation the
+user has started reading is not switched silently. Hard requests may be
+*escalated* to ``routing.escalateTo`` when the user allows it: a prompt larger than
+the local context window, a large selection, a local rewrite that fails its checks,
+or an explicit "ask the cloud". Every attempt is recorded as a ``Decision``
+(backend, reason, tokens, cost) for the status.
+
+Paid backends are kept under ``routing.dailySpendCapUsd`` by the ledger in
+``spend``: each request reserves its worst case before it is sent and is settled
+at its cost afterwards: the usage the server reported, or, for a request given up
+(stopped early, cancelled, past a deadline), what it could have cost.
 
 In front of every backend that is not in this process stands the privacy gate:
 with ``offline`` (or while the network is found to be down) no socket is opened;
@@ -18,14 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 import logging
-import os
+import sqlite3
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import attrs
 
@@ -48,8 +56,12 @@ from tandem.backends.base import (
 )
 from tandem.backends.remote import is_loopback
 from tandem.config import NETWORK_BACKENDS, Settings
+from tandem.spend import NANO, SpendLedger, default_spend_path, to_nano
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+__all__ = ["Decision", "RoutedBackend", "Router", "default_spend_path"]
 
 Task = Literal["completion", "explain", "refactor"]
 LOCAL = "local"
@@ -75,45 +87,6 @@ class Decision:
     )
 
 
-class SpendLedger:
-    """Estimated spend per day, kept in a small JSON file (no keys, no code)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.days: dict[str, float] = {}
-        if path is not None and path.is_file():
-            with contextlib.suppress(OSError, ValueError):
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-                self.days = {str(k): float(v) for k, v in loaded.items()}
-
-    @staticmethod
-    def today() -> str:
-        """The local date, ISO."""
-        return datetime.date.today().isoformat()
-
-    def spent_today(self) -> float:
-        """USD estimated for today."""
-        return self.days.get(self.today(), 0.0)
-
-    def add(self, usd: float) -> None:
-        """Count ``usd`` for today and save (last 31 days kept)."""
-        if usd <= 0:
-            return
-        day = self.today()
-        self.days[day] = self.days.get(day, 0.0) + usd
-        self.days = dict(sorted(self.days.items())[-31:])
-        if self.path is not None:
-            with contextlib.suppress(OSError):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_text(json.dumps(self.days), encoding="utf-8")
-
-
-def default_spend_path() -> Path:
-    """``$XDG_CACHE_HOME/tandem/spend.json``."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "tandem" / "spend.json"
-
-
 class Router:
     """Chooses a backend per request and records why."""
 
@@ -125,7 +98,7 @@ class Router:
         self.decisions: deque[Decision] = deque(maxlen=50)
         self.cooldown: dict[str, tuple[float, str]] = {}
         self.network_down_until = 0.0
-        self.spend = SpendLedger(spend_path)
+        self.spend = SpendLedger(spend_path, warn=lambda message: self.notify(message))
         self.notify: Callable[[str], None] = lambda message: None
         """One user-visible message (a fallback happened)."""
         self.changed: Callable[[], None] = lambda: None
@@ -228,12 +201,47 @@ class Router:
             return "the network is unreachable (offline for now)"
         if (until := self.cooldown.get(name)) and time.monotonic() < until[0]:
             return until[1]
+        if (why := self.unpriced(name)) is not None:
+            return why
         cap = self.settings.routing.daily_spend_cap_usd
         if sum(self.price(name)) > 0 and self.spend.spent_today() >= cap:
             return f"today's spend cap of ${cap:.2f} is reached"
         if cloud and privacy.never_send(path, self.settings.privacy.never_send):
             return f"{path} matches privacy.neverSend"
         return None
+
+    def unpriced(self, name: str) -> str | None:
+        """Why ``name`` is refused for want of a price (None: priced, free or here)."""
+        if name != "openai":
+            return None  # Anthropic always has a price; Ollama is free
+        from tandem.backends.openai_compat import unpriced
+
+        return unpriced(self.settings.openai)
+
+    async def reserve(self, name: str, usd: float) -> int:
+        """Hold ``usd`` of today's cap for a request to ``name``; the reservation.
+
+        Raises ``BackendRefused`` when the request could pass the cap (in one
+        transaction with the other server processes, so no two pass it together).
+        """
+        cap = self.settings.routing.daily_spend_cap_usd
+        try:
+            held = await _off_loop(self.spend.reserve, usd, cap, name)
+        except sqlite3.Error as e:
+            raise BackendRefused(f"the spend ledger cannot be written ({e})") from e
+        if held is None:
+            raise BackendRefused(
+                f"today's spend cap of ${cap:.2f} could be passed: this request "
+                f"may cost up to ${usd:.4f}"
+            )
+        return held
+
+    async def settle(self, reservation: int, usd: float) -> None:
+        """Count what a request cost in place of its reservation."""
+        try:
+            await _off_loop(self.spend.settle, reservation, usd)
+        except sqlite3.Error:  # the reservation stays, at its worst case
+            logger.warning("the spend ledger cannot be written", exc_info=True)
 
     def penalise(self, name: str, error: BackendError) -> None:
         """Keep a failing remote backend out of the way for a while."""
@@ -268,7 +276,7 @@ class Router:
         return with_context(req) if isinstance(req, ChatRequest) else req
 
     def record(self, decision: Decision) -> None:
-        """Remember a decision; spend counts toward today's cap."""
+        """Remember a decision (its cost is on the ledger already)."""
         self.decisions.appendleft(decision)
         log = (
             logger.info
@@ -283,7 +291,6 @@ class Router:
             decision.outcome,
         )
         if decision.cost_usd:
-            self.spend.add(decision.cost_usd)
             self.changed()
 
     def view(self, task: Task) -> RoutedBackend:
@@ -320,6 +327,7 @@ class Router:
         for backend in self.remote.values():
             await backend.aclose()
         self.remote.clear()
+        self.spend.close()
 
 
 class RoutedBackend:
@@ -382,6 +390,23 @@ class RoutedBackend:
         """A chat answer from the first backend in the chain that can serve it."""
         return self._route(req, stats)
 
+    async def warm(self, req: GenerateRequest) -> int:
+        """Put ``req``'s prompt into the in-process model's KV cache; tokens evaluated.
+
+        Only when this task goes to the in-process model first and that model is
+        loaded and can warm (nothing is generated); otherwise 0, and nothing is
+        done: a server or cloud backend is never warmed. No deadline, no fallback.
+        """
+        local = self.router.local
+        warm = getattr(local, "warm", None)
+        if not self.local_first or warm is None or not getattr(local, "loaded", True):
+            return 0
+        try:
+            return int(await warm(req))
+        except BackendError as e:
+            logger.debug("warming the local model failed: %s", e)
+            return 0
+
     async def _route(
         self, req: GenerateRequest | ChatRequest, stats: GenerationStats | None
     ) -> AsyncGenerator[str, None]:
@@ -390,6 +415,8 @@ class RoutedBackend:
         failures: list[tuple[str, str]] = []
         failed: list[tuple[str, str]] = []
         """Attempts that failed with an error (skips by the rules are not news)."""
+        sent: list[str] = []
+        """Completion text passed on from attempts that failed mid-answer."""
         i = 0
         while i < len(plan):
             name, reason = plan[i]
@@ -397,14 +424,18 @@ class RoutedBackend:
             if (why := router.unusable(name, req.path)) is not None:
                 router.record(Decision(self.task, name, reason, f"skipped: {why}"))
                 failures.append((name, why))
+                if why == router.unpriced(name):
+                    failed.append((name, why))  # news: a setting the user can fix
                 continue
             attempt = GenerationStats()
+            bill: _Bill | None = None
             started = False
             try:
                 backend = router.backend(name)
                 if router.is_cloud(name) and (env := getattr(backend, "key_env", "")):
                     await keys.api_key(env, name)  # known before the payload is made
-                prepared = router.prepare(name, req)
+                prepared = router.prepare(name, _continued(req, sent))
+                bill = await self._reserve(name, prepared)
                 stream = (
                     backend.chat(prepared, attempt)
                     if isinstance(prepared, ChatRequest)
@@ -419,10 +450,11 @@ class RoutedBackend:
                             router.notify(f"{_said(*failed[-1])}; answered by {name}")
                         started = True
                         self.last_backend = name
+                        sent.append(chunk)
                         yield chunk
                         chunk = await anext(chunks, None)
             except ContextTooLarge as e:
-                router.record(Decision(self.task, name, reason, f"failed: {e}"))
+                await self._end(name, reason, f"failed: {e}", req, attempt, bill)
                 target = router.escalation_target()
                 if target is not None and all(target != p[0] for p in plan[i:]):
                     why = f"escalated: context {e.needed} > {name} {e.available} tokens"
@@ -430,33 +462,84 @@ class RoutedBackend:
                 failures.append((name, str(e)))
                 continue
             except BackendRefused as e:
-                router.record(Decision(self.task, name, reason, f"skipped: {e}"))
+                await self._end(name, reason, f"skipped: {e}", req, attempt, bill)
                 failures.append((name, str(e)))
-                continue
-            except BackendError as e:
-                router.record(Decision(self.task, name, reason, f"failed: {e}"))
-                router.penalise(name, e)
-                failures.append((name, str(e)))
-                failed.append((name, str(e)))
-                if started:
-                    raise  # the user has seen part of this answer
                 continue
             except GeneratorExit:  # the consumer had enough: a normal early stop
-                router.record(self._decision(name, reason, "ok", req, attempt))
+                await self._end(name, reason, "ok", req, attempt, bill, "abandoned")
                 raise
             except asyncio.CancelledError:
-                router.record(self._decision(name, reason, "cancelled", req, attempt))
+                await self._end(
+                    name, reason, "cancelled", req, attempt, bill, "abandoned"
+                )
                 raise
+            except Exception as caught:
+                error = (
+                    caught if isinstance(caught, BackendError) else _unexpected(name)
+                )
+                timeout = isinstance(error, BackendTimeout)
+                ended: _Ended = "abandoned" if timeout else "failed"
+                outcome = f"failed: {error}"
+                await self._end(name, reason, outcome, req, attempt, bill, ended)
+                router.penalise(name, error)
+                failures.append((name, str(error)))
+                failed.append((name, str(error)))
+                if started and isinstance(req, ChatRequest):
+                    if error is caught:  # the user has read part of this answer
+                        raise
+                    raise error from caught
+                continue  # a completion is continued from what was sent
             finally:
                 if stats is not None:
                     _copy(attempt, stats)
             self.last_backend = name
-            router.record(self._decision(name, reason, "ok", req, attempt))
+            await self._end(name, reason, "ok", req, attempt, bill, "done")
             return
         if len(failures) == 1:
             raise BackendUnavailable(failures[0][1])
         reasons = "; ".join(_said(name, why) for name, why in failures)
         raise BackendUnavailable(f"no backend could answer ({reasons})")
+
+    async def _reserve(
+        self, name: str, req: GenerateRequest | ChatRequest
+    ) -> _Bill | None:
+        """Hold the worst case of ``req`` at ``name`` (None: ``name`` is free)."""
+        price_in, price_out = self.router.price(name)
+        if not (price_in or price_out):
+            return None
+        bill = _Bill(price_in, price_out, _bound(req), req.max_tokens)
+        bill.reservation = await self.router.reserve(name, bill.worst())
+        return bill
+
+    async def _end(
+        self,
+        name: str,
+        reason: str,
+        outcome: str,
+        req: GenerateRequest | ChatRequest,
+        stats: GenerationStats,
+        bill: _Bill | None,
+        ended: _Ended = "failed",
+    ) -> None:
+        """Settle the attempt's reservation at its cost and record the decision."""
+        prompt = stats.prompt_tokens or _estimate(req)
+        cost = 0.0
+        if bill is not None:
+            prompt, generated = bill.tokens(stats, ended, _estimate(req))
+            cost = bill.cost(prompt, generated)
+            if bill.reservation is not None:
+                await self.router.settle(bill.reservation, cost)
+        self.router.record(
+            Decision(
+                self.task,
+                name,
+                reason,
+                outcome,
+                prompt,
+                stats.generated_tokens,
+                cost,
+            )
+        )
 
     def _deadline(
         self, name: str, rest: list[tuple[str, str]], path: str | None
@@ -477,27 +560,6 @@ class RoutedBackend:
         if all(self.router.unusable(other, path) is not None for other, _ in rest):
             return None
         return limit
-
-    def _decision(
-        self,
-        name: str,
-        reason: str,
-        outcome: str,
-        req: GenerateRequest | ChatRequest,
-        stats: GenerationStats,
-    ) -> Decision:
-        prompt = stats.prompt_tokens or _estimate(req)
-        price_in, price_out = self.router.price(name)
-        cost = (prompt * price_in + stats.generated_tokens * price_out) / 1e6
-        return Decision(
-            self.task,
-            name,
-            reason,
-            outcome,
-            prompt,
-            stats.generated_tokens,
-            round(cost, 6),
-        )
 
     async def aclose(self) -> None:
         """Views own nothing."""
@@ -523,6 +585,18 @@ async def _first_chunk(
         raise BackendTimeout(f"{name}: no answer within {deadline:g} s") from None
 
 
+def _continued(
+    req: GenerateRequest | ChatRequest, sent: list[str]
+) -> GenerateRequest | ChatRequest:
+    """``req`` for the next backend after one failed with ``sent`` already passed on.
+
+    A completion's consumer holds that text: the next backend continues it.
+    """
+    if not sent or isinstance(req, ChatRequest):
+        return req
+    return attrs.evolve(req, prompt=req.prompt + "".join(sent))
+
+
 def _said(name: str, why: str) -> str:
     """``why`` with the backend's name in front, once."""
     return why if why.startswith(f"{name}:") else f"{name}: {why}"
@@ -540,3 +614,74 @@ def _estimate(req: GenerateRequest | ChatRequest) -> int:
     else:
         chars = len(req.prompt) + len(req.suffix or "")
     return chars // 4 + 1
+
+
+_Ended = Literal["done", "abandoned", "failed"]
+"""How an attempt ended, for its cost: ``done`` (the stream ended), ``abandoned``
+(stopped early, cancelled, past a deadline: the server may have gone on) or
+``failed`` (an error: what the server reported, if anything)."""
+BYTES_PER_TOKEN_BOUND = 3
+"""For the reservation, a prompt is counted high: a token per 3 UTF-8 bytes
+(code tokenizers average about 4)."""
+FILL_OVERHEAD_TOKENS = 100
+"""The fill-in instruction and fences around a completion asked as a chat."""
+
+
+@attrs.define
+class _Bill:
+    """What one attempt at a paid backend may cost, and its reservation."""
+
+    price_in: float
+    price_out: float
+    """USD per million tokens."""
+    bound: int
+    """Prompt tokens, counted high."""
+    max_tokens: int
+    reservation: int | None = None
+
+    def worst(self) -> float:
+        """The most the attempt can cost."""
+        return self.cost(self.bound, self.max_tokens)
+
+    def cost(self, prompt: int, generated: int) -> float:
+        """USD for these tokens, to the nano-dollar."""
+        usd = (prompt * self.price_in + generated * self.price_out) / 1e6
+        return to_nano(usd) / NANO
+
+    def tokens(
+        self, stats: GenerationStats, ended: _Ended, estimate: int
+    ) -> tuple[int, int]:
+        """Prompt and generated tokens to charge: reported, or what they could be."""
+        if ended == "done":
+            return stats.prompt_tokens or estimate, stats.generated_tokens
+        if ended == "abandoned":
+            generated = max(self.max_tokens, stats.generated_tokens)
+            return stats.prompt_tokens or self.bound, generated
+        if stats.prompt_tokens or stats.generated_tokens:  # failed mid-answer
+            return stats.prompt_tokens or estimate, stats.generated_tokens
+        return 0, 0  # refused before any work (HTTP error, no connection)
+
+
+async def _off_loop(work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` on a worker thread; it completes even if we are cancelled."""
+    return await asyncio.shield(asyncio.to_thread(work, *args))
+
+
+def _unexpected(name: str) -> BackendError:
+    """A backend's unexpected exception (a bug, or input it did not foresee)."""
+    logger.warning("%s failed unexpectedly", name, exc_info=True)
+    kind = type(sys.exc_info()[1]).__name__
+    return BackendUnavailable(f"{name}: unexpected {kind} (details in the log)")
+
+
+def _bound(req: GenerateRequest | ChatRequest) -> int:
+    """Prompt tokens of ``req``, counted high (for the reservation)."""
+    if isinstance(req, ChatRequest):
+        texts = [m.content for m in req.messages] + [f.text for f in req.context]
+        overhead = 10 * len(req.messages)
+    else:
+        texts = [req.prompt, req.suffix or "", req.path or ""]
+        texts += [f.text for f in req.context]
+        overhead = FILL_OVERHEAD_TOKENS
+    size = sum(len(text.encode()) for text in texts)
+    return size // BYTES_PER_TOKEN_BOUND + overhead

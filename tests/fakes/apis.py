@@ -1,13 +1,16 @@
-"""Ollama and Anthropic stand-ins on 127.0.0.1 that speak their streaming wire formats.
+"""Ollama, Anthropic and OpenAI stand-ins on 127.0.0.1 speaking their streaming formats.
 
 The formats follow the APIs' documentation: Ollama's ``/api/generate`` and
 ``/api/chat`` stream newline-delimited JSON objects ending with ``"done": true``;
 Anthropic's ``/v1/messages`` streams server-sent events (``message_start``,
 ``content_block_delta`` with ``text_delta``, ``message_delta`` with usage,
-``message_stop``). Each request takes the next scripted reply: a stream of texts,
-an error status (with headers such as ``Retry-After``), a stream that drops the
-connection half-way, or nothing at all until released (a hung server). Every request
-is recorded (path, headers, JSON body).
+``message_stop``); OpenAI's ``/v1/chat/completions`` and ``/v1/completions`` stream
+``data:`` chunks ending with ``[DONE]``, and a last chunk with ``usage`` when asked
+with ``stream_options.include_usage``. Each request takes the next scripted reply:
+a stream of texts, an error status (with headers such as ``Retry-After``), a stream
+that drops the connection half-way, one that pauses after some texts until resumed
+(a slow answer), raw bytes (a malformed stream), or nothing at all until released (a
+hung server). Every request is recorded (path, headers, JSON body).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class Reply:
     """Close the connection after this many text chunks (no proper end)."""
     hold: bool = False
     """Take the request and answer nothing until ``FakeApi.release`` (a hung server)."""
+    pause_after: int | None = None
+    """Send this many text chunks, then wait for ``FakeApi.resume`` (a slow answer)."""
+    raw: list[str] | None = None
+    """Send these pieces as the streamed body instead of a well-formed stream."""
 
 
 @attrs.define
@@ -59,6 +66,10 @@ class FakeApi:
         """Requests taken and not answered (``Reply.hold``) right now."""
         self.release = threading.Event()
         """Set to let held requests go on (they then get their reply)."""
+        self.paused = threading.Event()
+        """Set when a reply has sent its ``pause_after`` texts and waits."""
+        self.resume = threading.Event()
+        """Set to let paused replies send the rest."""
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -90,9 +101,19 @@ class FakeApi:
                     api.holding -= 1
                 if reply.status != 200:
                     self._error(reply)
+                elif reply.raw is not None:
+                    pieces = ((piece.encode(), False) for piece in reply.raw)
+                    self._stream(reply, pieces, "text/event-stream")
                 elif self.path == "/v1/messages":
                     self._stream(
                         reply, _anthropic_events(reply.texts), "text/event-stream"
+                    )
+                elif self.path in ("/v1/chat/completions", "/v1/completions"):
+                    usage = (seen.body.get("stream_options") or {}).get("include_usage")
+                    self._stream(
+                        reply,
+                        _openai_chunks(reply.texts, self.path, bool(usage)),
+                        "text/event-stream",
                     )
                 elif self.path == "/api/generate":
                     self._stream(
@@ -123,17 +144,21 @@ class FakeApi:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _stream(self, reply: Reply, pieces: Iterator[bytes], kind: str) -> None:
+            def _stream(
+                self, reply: Reply, pieces: Iterator[tuple[bytes, bool]], kind: str
+            ) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", kind)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 texts = 0
-                for piece in pieces:
+                for piece, is_text in pieces:
+                    if reply.pause_after is not None and texts == reply.pause_after:
+                        api.paused.set()
+                        api.resume.wait()
                     self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
                     self.wfile.flush()
-                    if b"delta" in piece or b'"done": false' in piece:
-                        texts += 1
+                    texts += is_text
                     if reply.drop_after is not None and texts >= reply.drop_after:
                         self.connection.shutdown(socket.SHUT_RDWR)  # no final chunk
                         self.close_connection = True
@@ -149,9 +174,14 @@ class FakeApi:
         self.script.extend(replies)
 
 
-def _anthropic_events(texts: list[str]) -> Iterator[bytes]:
-    def event(name: str, data: dict[str, Any]) -> bytes:
-        return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+def sse(name: str, data: object) -> str:
+    """One server-sent event as Anthropic frames it."""
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+def _anthropic_events(texts: list[str]) -> Iterator[tuple[bytes, bool]]:
+    def event(name: str, data: dict[str, Any]) -> tuple[bytes, bool]:
+        return sse(name, data).encode(), name == "content_block_delta"
 
     yield event(
         "message_start",
@@ -197,7 +227,38 @@ def _anthropic_events(texts: list[str]) -> Iterator[bytes]:
     yield event("message_stop", {"type": "message_stop"})
 
 
-def _ollama_lines(texts: list[str], kind: str) -> Iterator[bytes]:
+def _openai_chunks(
+    texts: list[str], path: str, usage: bool
+) -> Iterator[tuple[bytes, bool]]:
+    chat = path == "/v1/chat/completions"
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        body = {
+            "id": "chunk-1",
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": 1764000000,
+            "model": "gpt-test",
+            "choices": choices,
+            **({"usage": None} if usage else {}),
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n".encode()
+
+    for text in texts:
+        if chat:
+            choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+        else:
+            choice = {"index": 0, "text": text, "finish_reason": None}
+        yield chunk([choice]), True
+    last = {"index": 0, "finish_reason": "stop"}
+    yield chunk([{**last, "delta": {}} if chat else {**last, "text": ""}]), False
+    if usage:
+        tokens = {"prompt_tokens": 30, "completion_tokens": len(texts)}
+        yield chunk([], usage={**tokens, "total_tokens": 30 + len(texts)}), False
+    yield b"data: [DONE]\n\n", False
+
+
+def _ollama_lines(texts: list[str], kind: str) -> Iterator[tuple[bytes, bool]]:
     for text in texts:
         part: dict[str, Any] = {
             "model": "test",
@@ -208,7 +269,7 @@ def _ollama_lines(texts: list[str], kind: str) -> Iterator[bytes]:
             part["response"] = text
         else:
             part["message"] = {"role": "assistant", "content": text}
-        yield (json.dumps(part) + "\n").encode()
+        yield (json.dumps(part) + "\n").encode(), True
     last: dict[str, Any] = {
         "model": "test",
         "created_at": "2026-11-24T00:00:01Z",
@@ -221,7 +282,7 @@ def _ollama_lines(texts: list[str], kind: str) -> Iterator[bytes]:
         last["response"] = ""
     else:
         last["message"] = {"role": "assistant", "content": ""}
-    yield (json.dumps(last) + "\n").encode()
+    yield (json.dumps(last) + "\n").encode(), False
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -243,6 +304,7 @@ def serving() -> Iterator[FakeApi]:
         yield api
     finally:
         api.release.set()
+        api.resume.set()
         api.server.shutdown()
         api.server.server_close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import attrs
@@ -18,8 +19,8 @@ from tandem.backends.base import (
     NetworkDown,
 )
 from tandem.backends.fake import FakeBackend
-from tandem.config import RoutingSettings, Settings
-from tandem.routing import Router
+from tandem.config import OpenAISettings, RoutingSettings, Settings
+from tandem.routing import Router, _Bill, _bound
 
 CHAT = ChatRequest((ChatMessage("user", "Explain x"),), path="src/x.py")
 FILL = GenerateRequest("def f():\n    ", "\n", path="src/x.py")
@@ -168,22 +169,221 @@ async def test_cloud_failure_falls_back_to_the_local_answer(tmp_path: Path) -> N
     assert messages == ["anthropic: HTTP 429: rate limited; answered by local"]
 
 
+def worst(req: GenerateRequest | ChatRequest, price: tuple[float, float]) -> float:
+    """The reservation for ``req``: its prompt counted high, and every token."""
+    return _Bill(*price, _bound(req), req.max_tokens).worst()
+
+
+async def test_a_request_that_could_pass_the_cap_is_not_sent(tmp_path: Path) -> None:
+    router, here, _, cloud, messages = make(
+        tmp_path,
+        explain=("anthropic", "local"),
+        escalate_to="anthropic",
+        allow_escalation=True,
+        daily_spend_cap_usd=0.01,
+    )
+    assert 0.005 < worst(CHAT, (3.0, 15.0)) < 0.01  # one fits under the cap
+    cloud.enqueue(["x"] * 200)  # 2 prompt and 200 output tokens: $0.003006
+    await run(router.view("explain").chat(CHAT))
+    assert router.spend.nano_today() == (2 * 3 + 200 * 15) * 1000
+    assert router.decisions[0].cost_usd == 0.003006
+    # A second one could cost up to the worst case: it would pass $0.01.
+    here.enqueue("local")
+    assert await run(router.view("explain").chat(CHAT)) == "local"
+    assert len(cloud.requests) == 1
+    assert "spend cap of $0.01 could be passed" in router.decisions[1].outcome
+    assert router.spend.nano_today() == 3_006_000  # the refusal held nothing
+    assert messages == []  # a skip by the rules, not a failure
+    # Spend is kept on disk: a restarted server knows it.
+    assert Router(tmp_path / "spend.json").spend.nano_today() == 3_006_000
+
+
 async def test_the_daily_spend_cap_stops_escalation(tmp_path: Path) -> None:
-    router, _, _, cloud, _ = make(
+    router, _, _, _, _ = make(
         tmp_path,
         escalate_to="anthropic",
         allow_escalation=True,
         daily_spend_cap_usd=0.001,
     )
-    cloud.enqueue(["x"] * 200)  # 200 output tokens at $15/M: $0.003
-    view = router.view("explain").escalated("asked for the cloud")
-    assert view is not None
-    await run(view.chat(CHAT))
-    assert router.spend.spent_today() >= 0.001
+    router.spend.add(0.001)
     assert router.escalation_target() is None
     assert "spend cap" in router.escalation_refusal()
-    # Spend is kept on disk: a restarted server knows it.
-    assert Router(tmp_path / "spend.json").spend.spent_today() >= 0.001
+
+
+async def test_a_request_given_up_at_the_deadline_costs_its_worst_case(
+    tmp_path: Path,
+) -> None:
+    router, here, _, cloud, _ = make(
+        tmp_path, completion=("anthropic", "local"), completion_deadline_s=0.05
+    )
+    cloud.chunk_delay = 3600.0  # takes the request (and its prompt), never answers
+    cloud.enqueue("too late")
+    here.enqueue("local")
+    assert await run(router.view("completion").generate(FILL)) == "local"
+    given_up = router.decisions[1]
+    assert given_up.backend == "anthropic" and "no answer" in given_up.outcome
+    prompt = len(FILL.prompt.split())  # what the fake reports having taken
+    assert given_up.cost_usd == (prompt * 3.0 + FILL.max_tokens * 15.0) / 1e6
+    assert router.spend.nano_today() == round(given_up.cost_usd * 1e9) > 0
+
+
+async def test_a_cancelled_or_stopped_request_costs_what_it_could_have(
+    tmp_path: Path,
+) -> None:
+    router, _, _, cloud, _ = make(tmp_path, completion=("anthropic",))
+    cloud.chunk_delay = 0.01
+    cloud.enqueue(["a", "b", "c"], ["a", "b", "c"])
+    view = router.view("completion")
+    stream = view.generate(FILL)
+    assert await anext(stream) == "a"
+    await stream.aclose()  # the engine had enough after the first chunk
+
+    async def read_all() -> str:
+        return await run(view.generate(FILL))
+
+    cloud.asked.clear()
+    task = asyncio.ensure_future(read_all())
+    await cloud.asked.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    each = (len(FILL.prompt.split()) * 3.0 + FILL.max_tokens * 15.0) / 1e6
+    assert [(d.outcome, d.cost_usd) for d in router.decisions] == [
+        ("cancelled", each),
+        ("ok", each),
+    ]
+    assert router.spend.nano_today() == 2 * round(each * 1e9)
+
+
+async def test_a_request_failing_mid_answer_costs_what_was_reported(
+    tmp_path: Path,
+) -> None:
+    router, here, _, cloud, _ = make(tmp_path, explain=("anthropic", "local"))
+    cloud.enqueue(
+        BackendUnavailable("anthropic: HTTP 500"),  # refused: nothing to pay
+        ["partial ", BackendUnavailable("anthropic: connection lost")],
+    )
+    here.enqueue("local")
+    assert await run(router.view("explain").chat(CHAT)) == "local"
+    assert router.decisions[1].cost_usd == 0.0
+    router.cooldown.clear()  # the HTTP 500 made it rest
+    with pytest.raises(BackendUnavailable, match="connection lost"):
+        await run(router.view("explain").chat(CHAT))
+    # 2 prompt tokens (the fake's count) and the one chunk it sent.
+    assert router.decisions[0].cost_usd == (2 * 3.0 + 1 * 15.0) / 1e6
+    assert router.spend.nano_today() == 21_000
+
+
+async def test_two_servers_sharing_a_ledger_cannot_both_pass_the_cap(
+    tmp_path: Path,
+) -> None:
+    first, _, _, cloud1, _ = make(
+        tmp_path, explain=("anthropic",), daily_spend_cap_usd=0.01
+    )
+    second, _, _, cloud2, _ = make(
+        tmp_path, explain=("anthropic",), daily_spend_cap_usd=0.01
+    )
+    assert first.spend.path == second.spend.path  # one file, two connections
+    cloud1.chunk_delay = 3600.0  # the first request is still under way...
+    cloud1.enqueue("slow")
+    task = asyncio.ensure_future(run(first.view("explain").chat(CHAT)))
+    await cloud1.asked.wait()
+    # ...and holds its worst case, so the other server may not send one.
+    with pytest.raises(BackendUnavailable, match="spend cap"):
+        await run(second.view("explain").chat(CHAT))
+    assert cloud2.requests == []
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_an_unpriced_remote_server_is_refused_with_one_message(
+    tmp_path: Path,
+) -> None:
+    router, here, *_, messages = make(tmp_path, completion=("openai", "local"))
+    openai = Priced()
+    openai.price_in = openai.price_out = 0.0
+    router.remote["openai"] = openai
+    remote = OpenAISettings(preset="custom", base_url="https://llm.example.com/v1")
+    router.settings = attrs.evolve(router.settings, openai=remote)
+    here.enqueue("local", "local")
+    view = router.view("completion")
+    assert await run(view.generate(FILL)) == "local"
+    assert openai.requests == []
+    assert messages == [
+        "openai: llm.example.com has no price; set tandem.openai.priceInPerMtok "
+        "and priceOutPerMtok (0 if it is free); answered by local"
+    ]
+    assert router.escalation_refusal() != "escalation is possible"
+    # Prices set by the user (0: it is free), or a server on this machine: used.
+    for settings in (
+        attrs.evolve(remote, price_in_per_mtok=0.0, price_out_per_mtok=0.0),
+        OpenAISettings(preset="custom", base_url="http://127.0.0.1:8000/v1"),
+    ):
+        router.settings = attrs.evolve(router.settings, openai=settings)
+        openai.enqueue("served")
+        assert await run(view.generate(FILL)) == "served"
+
+
+async def test_an_unexpected_exception_ends_in_the_next_backends_answer(
+    tmp_path: Path,
+) -> None:
+    router, here, ollama, _, messages = make(tmp_path, explain=("ollama", "local"))
+    ollama.enqueue(ValueError("Expecting value: line 1 column 6 (char 5)"))
+    here.enqueue("local")
+    assert await run(router.view("explain").chat(CHAT)) == "local"
+    assert messages == [
+        "ollama: unexpected ValueError (details in the log); answered by local"
+    ]
+
+
+async def test_a_completion_failing_mid_answer_is_continued_by_the_next(
+    tmp_path: Path,
+) -> None:
+    router, here, ollama, _, messages = make(tmp_path, completion=("ollama", "local"))
+    ollama.enqueue(["return ", BackendUnavailable("ollama: connection lost")])
+    here.enqueue("a + b")
+    assert await run(router.view("completion").generate(FILL)) == "return a + b"
+    (continued,) = here.requests
+    assert isinstance(continued, GenerateRequest)
+    assert continued.prompt == FILL.prompt + "return "
+    assert continued.suffix == FILL.suffix
+    assert messages == ["ollama: connection lost; answered by local"]
+
+
+async def test_warm_goes_to_the_loaded_local_model_only(tmp_path: Path) -> None:
+    router, _, ollama, *_ = make(tmp_path, completion=("local", "ollama"))
+    here = FakeBackend(warm=True)
+    router.local = here
+    view = router.view("completion")
+    assert await view.warm(FILL) == len(FILL.prompt.split())
+    assert here.warmed == [FILL] and here.requests == []
+    assert list(router.decisions) == []  # no routing, no deadline, no spend
+    # Not when the chain starts elsewhere, nor for an escalated view.
+    router.settings = attrs.evolve(
+        router.settings,
+        routing=attrs.evolve(
+            router.settings.routing,
+            completion=("ollama", "local"),
+            escalate_to="anthropic",
+            allow_escalation=True,
+        ),
+    )
+    ollama.warm = ollama._warm  # a remote backend able to warm is still not warmed
+    assert await view.warm(FILL) == 0
+    router.settings = attrs.evolve(
+        router.settings,
+        routing=attrs.evolve(router.settings.routing, completion=("local",)),
+    )
+    escalated = view.escalated("asked for the cloud")
+    assert escalated is not None and await escalated.warm(FILL) == 0
+    assert here.warmed == [FILL] and ollama.warmed == []
+    # A local backend that cannot warm, or none loaded: nothing, 0.
+    router.local = FakeBackend()
+    assert await view.warm(FILL) == 0
+    router.local = None
+    assert await view.warm(FILL) == 0
+    assert ollama.requests == [] and list(router.decisions) == []
 
 
 async def test_never_send_files_stay_local(tmp_path: Path) -> None:

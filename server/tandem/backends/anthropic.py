@@ -1,4 +1,4 @@
-"""Anthropic's Messages API, streamed (server-sent events) over httpx."""
+"""Anthropic's Messages API, streamed (server-sent events, framed by httpx-sse)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ class AnthropicBackend:
         self, req: GenerateRequest, stats: GenerationStats | None = None
     ) -> AsyncGenerator[str, None]:
         """A completion, asked as a fill-in chat (the API has no FIM)."""
-        yield await fill_by_chat(self.chat, req, stats)
+        async with contextlib.aclosing(fill_by_chat(self.chat, req, stats)) as fill:
+            async for text in fill:
+                yield text
 
     async def chat(
         self, req: ChatRequest, stats: GenerationStats | None = None
@@ -147,41 +149,74 @@ class AnthropicBackend:
 async def _events(
     response: httpx.Response, stats: GenerationStats
 ) -> AsyncGenerator[str, None]:
-    """Text from the server-sent events of a streamed message."""
-    event = ""
-    finished = False
-    async for line in response.aiter_lines():
-        if line.startswith("event:"):
-            event = line[6:].strip()
-            continue
-        if not line.startswith("data:"):
-            continue
-        data = json.loads(line[5:])
-        kind = data.get("type", event)
-        if kind == "message_start":
-            usage = data.get("message", {}).get("usage", {})
-            stats.prompt_tokens = usage.get("input_tokens", 0)
-        elif kind == "content_block_delta":
-            delta = data.get("delta", {})
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                yield delta["text"]
-        elif kind == "message_delta":
-            stats.generated_tokens = data.get("usage", {}).get(
-                "output_tokens", stats.generated_tokens
-            )
-        elif kind == "message_stop":
-            finished = True
-            break
-        elif kind == "error":
-            error = data.get("error", {})
-            message = (
-                f"anthropic: {error.get('type', 'error')}: {error.get('message', '')}"
-            )
-            if error.get("type") == "rate_limit_error":
-                raise BackendRateLimited(message)
-            raise BackendUnavailable(message)
-    if not finished:
-        raise BackendUnavailable("anthropic: the stream ended before message_stop")
+    """Text from the server-sent events of a streamed message.
+
+    The events are framed by httpx-sse. Event types this client does not know are
+    skipped, as the API's versioning policy asks (it may add new ones); an event
+    that is not a JSON object, a known event of the wrong shape, an ``error``
+    event, or a stream that ends before ``message_stop`` is a ``BackendError``.
+    """
+    from httpx_sse import EventSource, SSEError
+
+    try:
+        async for event in EventSource(response).aiter_sse():
+            data = _data(event.event, event.data)
+            kind = str(data.get("type", event.event))
+            try:
+                text = _interpret(kind, data, stats)
+            except (AttributeError, KeyError, TypeError, ValueError):
+                raise BackendUnavailable(
+                    f"anthropic: a malformed {kind} event in the answer"
+                ) from None
+            if text is None:
+                return
+            if text:
+                stats.generated_tokens += 1  # until message_delta says how many
+                yield text
+    except SSEError as e:
+        raise BackendUnavailable(f"anthropic: not an event stream ({e})") from None
+    raise BackendUnavailable("anthropic: the stream ended before message_stop")
+
+
+def _data(event: str, raw: str) -> dict[str, Any]:
+    """An event's JSON object."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise BackendUnavailable(
+            f"anthropic: a malformed {event or 'unnamed'} event (not a JSON object)"
+        )
+    return data
+
+
+def _interpret(kind: str, data: dict[str, Any], stats: GenerationStats) -> str | None:
+    """The text one event adds ("" for none, None at the end); fills ``stats``."""
+    if kind == "message_start":
+        usage = data["message"].get("usage") or {}
+        stats.prompt_tokens = int(usage.get("input_tokens", 0))
+    elif kind == "content_block_delta":
+        delta = data["delta"]
+        if delta["type"] == "text_delta":
+            text = delta["text"]
+            if not isinstance(text, str):
+                raise TypeError("text")
+            return text
+    elif kind == "message_delta":
+        usage = data.get("usage") or {}
+        if "output_tokens" in usage:
+            stats.generated_tokens = int(usage["output_tokens"])
+    elif kind == "message_stop":
+        return None
+    elif kind == "error":
+        error = data.get("error") or {}
+        what = str(error.get("type", "error"))
+        message = f"anthropic: {what}: {str(error.get('message', ''))[:200]}"
+        if what == "rate_limit_error":
+            raise BackendRateLimited(message)
+        raise BackendUnavailable(message)
+    return ""  # ping, content_block_start/stop, and types added later
 
 
 def _error_message(body: str) -> str:

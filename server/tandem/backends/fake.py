@@ -2,9 +2,10 @@
 
 A server started with ``backend: "fake"`` reads its script from the JSON file named
 by ``TANDEM_FAKE_SCRIPT`` (a list of answers: a string, or a list of chunks; or an
-object with ``answers``, a ``default`` answer for when they run out, and
-``chunkDelay`` in seconds), so end-to-end tests can inject model output, broken output
-included, and load tests can run many requests.
+object with ``answers``, a ``default`` answer for when they run out,
+``chunkDelay`` in seconds, and ``warm``: true for a ``warm`` method), so end-to-end
+tests can inject model output, broken output included, and load tests can run many
+requests.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import json
 import os
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,18 +39,28 @@ class FakeBackend:
 
     name: ClassVar[str] = "fake"
 
-    def __init__(self, chunk_delay: float = 0.0) -> None:
+    def __init__(self, chunk_delay: float = 0.0, warm: bool = False) -> None:
         self.script: deque[list[str | BaseException] | BaseException] = deque()
         self.requests: list[GenerateRequest | ChatRequest] = []
         """The latest requests (100 at most), for tests to look at."""
+        self.asked = asyncio.Event()
+        """Set when a request is taken (tests clear it to wait for the next)."""
         self.chunk_delay = chunk_delay
         self.cancelled = 0
         self.closed = False
         self.default: list[str | BaseException] = []
         """The answer when nothing is queued."""
+        self.warmed: list[GenerateRequest] = []
+        """Requests given to ``warm`` (100 at most)."""
+        self.warm: Callable[[GenerateRequest], Awaitable[int]] | None = None
+        """Like the llama.cpp backend's ``warm``, when made with ``warm=True``."""
+        if warm:
+            self.warm = self._warm
         if path := os.environ.get(SCRIPT_ENV):
             script = json.loads(Path(path).read_text(encoding="utf-8"))
             if isinstance(script, dict):
+                if script.get("warm"):
+                    self.warm = self._warm
                 default = script.get("default", [])
                 self.default = [default] if isinstance(default, str) else default
                 self.chunk_delay = float(script.get("chunkDelay", chunk_delay))
@@ -86,6 +97,7 @@ class FakeBackend:
             raise BackendError("fake backend is closed")
         self.requests.append(req)
         del self.requests[:-100]
+        self.asked.set()
         answer = self.script.popleft() if self.script else self.default
         if isinstance(answer, BaseException):
             raise answer
@@ -102,6 +114,15 @@ class FakeBackend:
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
+
+    async def _warm(self, req: GenerateRequest) -> int:
+        """Record ``req`` as warmed; its prompt's words stand for the tokens."""
+        if self.closed:
+            raise BackendError("fake backend is closed")
+        self.warmed.append(req)
+        del self.warmed[:-100]
+        await asyncio.sleep(0)
+        return len(req.prompt.split())
 
     async def aclose(self) -> None:
         """Nothing to free."""

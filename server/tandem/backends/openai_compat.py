@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -27,6 +28,7 @@ from tandem.backends.base import (
 from tandem.backends.remote import (
     connection_error,
     fill_by_chat,
+    is_loopback,
     status_error,
 )
 from tandem.config import OpenAISettings
@@ -76,6 +78,26 @@ PRESETS: dict[str, Preset] = {
     ),
     "custom": Preset(""),
 }
+
+
+def unpriced(settings: OpenAISettings) -> str | None:
+    """Why this server may not be used for want of a price (None: it may).
+
+    A preset with no price (custom, and the local-server ones) pointed at a host
+    that is not this machine could be a paid API with no cap at all; the user says
+    what it costs (0 if it is free).
+    """
+    preset = PRESETS[settings.preset]
+    url = settings.base_url or preset.base_url
+    priced = min(settings.price_in_per_mtok, settings.price_out_per_mtok) >= 0 or (
+        preset.price_in or preset.price_out
+    )
+    if priced or not url or is_loopback(url):
+        return None
+    return (
+        f"openai: {urlsplit(url).hostname} has no price; set "
+        "tandem.openai.priceInPerMtok and priceOutPerMtok (0 if it is free)"
+    )
 
 
 def key_env(settings: OpenAISettings) -> str:
@@ -175,7 +197,9 @@ class OpenAIBackend:
         """A completion: FIM through ``suffix``, or a fill-in chat."""
         stats = stats or GenerationStats()
         if self.mode == "chat" or req.suffix is None:
-            yield await fill_by_chat(self.chat, req, stats)
+            async with contextlib.aclosing(fill_by_chat(self.chat, req, stats)) as fill:
+                async for text in fill:
+                    yield text
             return
         model = await self._model_name()
         stop = list(req.stop)
@@ -202,6 +226,7 @@ class OpenAIBackend:
                 temperature=req.temperature,
                 stop=stop[:4] or None,  # OpenAI accepts at most four
                 stream=True,
+                stream_options={"include_usage": True},
             )
             async with contextlib.aclosing(_aiter(stream)) as chunks:
                 async for chunk in chunks:
@@ -225,6 +250,7 @@ class OpenAIBackend:
                 max_tokens=req.max_tokens,
                 temperature=req.temperature,
                 stream=True,
+                stream_options={"include_usage": True},  # tokens, for the spend
             )
             async with contextlib.aclosing(_aiter(stream)) as chunks:
                 async for chunk in chunks:

@@ -5,9 +5,10 @@ No backend here logs a request body, a header or a key.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from urllib.parse import urlsplit
 
 from tandem import fim
@@ -32,6 +33,8 @@ FILL_SYSTEM = (
 )
 _FENCE_OPEN = re.compile(r"^\s*```[^\n]*\n")
 _FENCE_CLOSE = re.compile(r"\n?```\s*$")
+_CLOSE_START = re.compile(r"(?:\n?```\s*|\n?`{1,2}|\n)\Z")
+"""The earliest end of a text that may grow into ``_FENCE_CLOSE``."""
 
 
 def is_loopback(url: str) -> bool:
@@ -57,15 +60,63 @@ def fill_messages(req: GenerateRequest) -> tuple[ChatMessage, ...]:
 
 
 async def fill_by_chat(
-    chat: Callable[[ChatRequest, GenerationStats | None], AsyncIterator[str]],
+    chat: Callable[[ChatRequest, GenerationStats | None], AsyncGenerator[str, None]],
     req: GenerateRequest,
     stats: GenerationStats | None,
-) -> str:
-    """A completion from a chat model: the whole answer, without code fences."""
+) -> AsyncGenerator[str, None]:
+    """A completion from a chat model, streamed, without the code fences it adds.
+
+    Text is passed on as it comes, less what may still turn out to be a fence:
+    the first line while it could be an opening one, and a trailing ````` ``` `````
+    (with the newline before it) until more text follows or the answer ends.
+    """
     ask = ChatRequest(
         fill_messages(req), max_tokens=req.max_tokens, temperature=req.temperature
     )
-    return strip_fences("".join([chunk async for chunk in chat(ask, stats)]))
+    fences = FenceStripper()
+    async with contextlib.aclosing(chat(ask, stats)) as chunks:
+        async for chunk in chunks:
+            if text := fences.feed(chunk):
+                yield text
+    if text := fences.end():
+        yield text
+
+
+class FenceStripper:
+    """``strip_fences`` applied to a stream, piece by piece (same result)."""
+
+    def __init__(self) -> None:
+        self.head: str | None = ""
+        """Text while it may still be an opening fence (None: decided)."""
+        self.tail = ""
+        """Text held back: it may be the start of a closing fence."""
+
+    def feed(self, chunk: str) -> str:
+        """What of the answer so far can be passed on now."""
+        if self.head is not None:
+            self.head += chunk
+            if _undecided(self.head):
+                return ""
+            chunk, self.head = _FENCE_OPEN.sub("", self.head, count=1), None
+        text = self.tail + chunk
+        hold = _CLOSE_START.search(text)
+        cut = hold.start() if hold else len(text)
+        self.tail = text[cut:]
+        return text[:cut]
+
+    def end(self) -> str:
+        """The rest, once the answer is complete."""
+        if self.head is not None:
+            return strip_fences(self.head)
+        return _FENCE_CLOSE.sub("", self.tail)
+
+
+def _undecided(head: str) -> bool:
+    """Whether ``head`` may still become an opening fence line."""
+    start = head.lstrip()
+    if start.startswith("```"):
+        return "\n" not in start
+    return "```".startswith(start)  # blank, or "`" / "``" so far
 
 
 def strip_fences(text: str) -> str:
