@@ -221,3 +221,111 @@ def test_docstring_code_action_edits_the_buffer(
     assert [line for line in lines if line in original] == original
     nvim.command("undo")  # one undo step takes the whole edit back
     assert "\n".join(nvim.current.buffer) + "\n" == MIXING
+
+
+PRICING = (
+    "def total_price(items, discount):\n"
+    "    subtotal = sum(item.price for item in items)\n"
+    "    if discount:\n"
+    "        subtotal = subtotal * (1 - discount)\n"
+    "    return subtotal\n"
+)
+
+
+def next_edit(nvim: pynvim.Nvim) -> Any:
+    return nvim.exec_lua("return require('tandem.nextedit').current(0)")
+
+
+def next_edit_marks(nvim: pynvim.Nvim) -> Any:
+    return nvim.exec_lua(
+        "return vim.api.nvim_buf_get_extmarks(0, require('tandem.nextedit').ns, 0, -1,"
+        " {details = true})"
+    )
+
+
+def rename_items(nvim: pynvim.Nvim, tmp_path: Path) -> None:
+    """Open the pricing function and rename its parameter ``items`` in place."""
+    open_python(nvim, tmp_path / "pricing.py", PRICING)
+    lua_until(nvim, "require('tandem').statusline()", "ready")
+    keys(nvim, "ggf(lciwproducts<Esc>")
+    wait_for(
+        lambda: nvim.current.buffer[0] == "def total_price(products, discount):",
+        "the rename",
+    )
+
+
+@pytest.mark.slow
+def test_next_edit_is_drawn_and_tab_tab_applies_it(
+    nvim: pynvim.Nvim, tmp_path: Path
+) -> None:
+    rename_items(nvim, tmp_path)
+    edit = wait_for(lambda: next_edit(nvim), "a next-edit suggestion")
+    assert edit["range"]["start"]["line"] == 1
+    marks = next_edit_marks(nvim)
+    deleted = [m for m in marks if m[3].get("hl_group") == "TandemNextEditDelete"]
+    added = [m for m in marks if m[3].get("virt_lines")]
+    assert [m[1] for m in deleted] == [1]  # the old name at its next use
+    assert nvim.current.buffer[1][deleted[0][2] : deleted[0][3]["end_col"]] in "items"
+    [mark] = added
+    assert mark[1] == 1
+    assert [chunk[0][0] for chunk in mark[3]["virt_lines"]] == [
+        "    subtotal = sum(item.price for item in products)"
+    ]
+    assert nvim.current.buffer[1] == PRICING.splitlines()[1]  # not applied yet
+
+    keys(nvim, "<Tab>")  # jump
+    wait_for(lambda: nvim.current.window.cursor[0] == 2, "the jump to line 2")
+    assert nvim.current.buffer[1] == PRICING.splitlines()[1]
+    keys(nvim, "<Tab>")  # apply
+    wait_for(
+        lambda: nvim.current.buffer[1]
+        == "    subtotal = sum(item.price for item in products)",
+        "the applied edit",
+    )
+    assert next_edit(nvim) is None or next_edit(nvim) != edit
+
+
+@pytest.mark.slow
+def test_escape_dismisses_the_next_edit(nvim: pynvim.Nvim, tmp_path: Path) -> None:
+    rename_items(nvim, tmp_path)
+    wait_for(lambda: next_edit(nvim), "a next-edit suggestion")
+    keys(nvim, "<Esc>")
+    wait_for(lambda: next_edit(nvim) is None, "the dismissal")
+    assert next_edit_marks(nvim) == []
+    assert nvim.current.buffer[1] == PRICING.splitlines()[1]
+
+
+@pytest.mark.slow
+def test_next_edit_setting_off_asks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("STATE", "DATA", "CACHE", "CONFIG"):
+        monkeypatch.setenv(f"XDG_{name}_HOME", str(tmp_path / name.lower()))
+    monkeypatch.setenv("TANDEM_MODEL", str(qwen_model()))
+    init = tmp_path / "init.lua"
+    setup = {
+        "cmd": [sys.executable, "-m", "tandem"],
+        "next_edit": {"enabled": False},
+        "ghost": {"enabled": False},
+    }
+    init.write_text(
+        f"vim.opt.runtimepath:prepend({json.dumps(str(PLUGIN))})\n"
+        "vim.opt.swapfile = false\n"
+        f"require('tandem').setup(vim.json.decode({json.dumps(json.dumps(setup))}))\n"
+    )
+    n = pynvim.attach(
+        "child",
+        argv=[nvim_binary(), "--embed", "--headless", "--clean", "-u", str(init)],
+    )
+    try:
+        rename_items(n, tmp_path)
+        keys(n, "<Tab>")  # with no suggestion: Tab is <C-i> as always
+        status = n.exec_lua(
+            "local c = vim.lsp.get_clients({name = 'tandem'})[1]\n"
+            "return c:request_sync('workspace/executeCommand',"
+            " {command = 'tandem.nextEditStatus'}, 60000, 0).result"
+        )
+        assert status["requests"] == 0
+        assert n.exec_lua("return vim.fn.maparg('<Tab>', 'n')") == ""
+    finally:
+        with contextlib.suppress(EOFError, OSError):
+            n.quit("qall!")
+        n.close()

@@ -4,7 +4,13 @@
 --     cmd = { "tandem-ls" },          -- or { "/path/to/venv/bin/python", "-m", "tandem" }
 --     settings = { ["local"] = { modelPath = "~/models/qwen2.5-coder-1.5b.gguf" } },
 --     ghost = { enabled = true, debounce_ms = 30, accept = "<Tab>" },
+--     next_edit = { enabled = true, debounce_ms = 300, accept = "<Tab>", dismiss = "<Esc>" },
 --   })
+--
+-- Next edits: after an edit and a pause in normal mode the server's predicted next
+-- change is drawn where it goes (lua/tandem/nextedit.lua); <Tab> jumps to it, a
+-- second <Tab> applies it, <Esc> dismisses it. next_edit.enabled = false (or the
+-- server setting nextEdit.enabled = false) turns it off.
 --
 -- Commands: :TandemStatus, :TandemOffline on|off|toggle, :[range]TandemExplain[!],
 -- :[range]TandemRefactor[!] {instruction} (with !: ask the cloud backend, when the
@@ -22,6 +28,12 @@ M.defaults = {
     enabled = true,
     debounce_ms = 30, -- coalesces keys typed at once; the server adapts its own wait
     accept = "<Tab>", -- insert-mode key that accepts the ghost text (false: none)
+  },
+  next_edit = {
+    enabled = true,
+    debounce_ms = 300, -- pause in normal mode after an edit before asking
+    accept = "<Tab>", -- normal-mode key: jump to the suggestion, again: apply it
+    dismiss = "<Esc>", -- normal-mode key that dismisses it (false: none)
   },
 }
 
@@ -202,6 +214,10 @@ function M.refactor(a)
 end
 
 local function on_attach(c, buf)
+  local next_edit = M.config.next_edit
+  if next_edit.enabled then
+    require("tandem.nextedit").attach(buf, c.id, next_edit)
+  end
   local ghost = M.config.ghost
   if not ghost.enabled then
     return
