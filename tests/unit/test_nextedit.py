@@ -203,6 +203,15 @@ def editor(fake: FakeBackend) -> NextEditor:
     return nexted
 
 
+async def started(fake: FakeBackend) -> None:
+    """Wait until the fake backend has a request (its first chunk is on the way)."""
+    for _ in range(500):
+        if fake.requests:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no request reached the backend")
+
+
 DOC = Document("file:///a.py", RENAMED, "python", "a.py")
 SETTINGS = NextEditSettings(lines_before=1, lines_after=4)
 
@@ -264,8 +273,7 @@ async def test_a_user_request_preempts_the_prediction() -> None:
     fake.enqueue(["```python\n", "def", " area", "(w, height):\n"] * 20)
     nexted = editor(fake)
     task = asyncio.ensure_future(nexted.predict(DOC, AT + 1, SETTINGS))
-    while not fake.requests:
-        await asyncio.sleep(0.01)
+    await started(fake)
     async with nexted.engine.scheduler.request():
         assert await task is None
     assert fake.cancelled == 1
@@ -280,8 +288,7 @@ async def test_a_newer_prediction_for_the_document_replaces_the_older() -> None:
     fake.enqueue(["```python\n", *body, "```\n"])
     nexted = editor(fake)
     first = asyncio.ensure_future(nexted.predict(DOC, AT + 1, SETTINGS))
-    while not fake.requests:
-        await asyncio.sleep(0.01)
+    await started(fake)
     second = await nexted.predict(DOC, AT + 1, SETTINGS)
     assert await first is None
     assert second is not None and second.shown

@@ -139,7 +139,7 @@ def inline_item(
         return None  # ahead of the cursor: an inline edit, not a completion
     start = change.start
     end = max(change.end, offset)
-    insert = text[start:change.start] + change.new_text + text[change.end : end]
+    insert = text[start : change.start] + change.new_text + text[change.end : end]
     return types.InlineCompletionItem(
         insert_text=insert,
         range=types.Range(

@@ -36,9 +36,7 @@ class Verdict:
     """Why nothing is offered (empty when something is)."""
 
 
-def char_changes(
-    text: str, start: int, end: int, replacement: str
-) -> list[TextChange]:
+def char_changes(text: str, start: int, end: int, replacement: str) -> list[TextChange]:
     """Minimal changes turning ``text[start:end]`` into ``replacement``."""
     found = []
     for change in textedits.minimal_changes(text, start, end, replacement):

@@ -106,7 +106,9 @@ def changed_span(old: str, new: str) -> tuple[int, int, int]:
 _HUNK = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@", re.MULTILINE)
 
 
-def line_diff(old: str, new: str, context: int = CONTEXT_LINES) -> tuple[int, str, str, str]:
+def line_diff(
+    old: str, new: str, context: int = CONTEXT_LINES
+) -> tuple[int, str, str, str]:
     """(first line, old lines, new lines, unified diff) of the change old -> new.
 
     Only the changed lines and ``context`` lines around them are diffed, so the
@@ -131,8 +133,7 @@ def line_diff(old: str, new: str, context: int = CONTEXT_LINES) -> tuple[int, st
 
     def shift(m: re.Match[str]) -> str:
         return (
-            f"@@ -{int(m[1]) + offset}{m[2] or ''} "
-            f"+{int(m[3]) + offset}{m[4] or ''} @@"
+            f"@@ -{int(m[1]) + offset}{m[2] or ''} +{int(m[3]) + offset}{m[4] or ''} @@"
         )
 
     return first, old_lines, new_lines, _HUNK.sub(shift, body)

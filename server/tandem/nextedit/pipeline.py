@@ -121,7 +121,16 @@ class NextEditor:
 
         async def job() -> str:
             return await self._generate(
-                backend, kind, doc, path, window, recent, lines, max_tokens, stats, answer
+                backend,
+                kind,
+                doc,
+                path,
+                window,
+                recent,
+                lines,
+                max_tokens,
+                stats,
+                answer,
             )
 
         try:
@@ -183,8 +192,10 @@ class NextEditor:
         stats: GenerationStats,
         answer: list[str],
     ) -> str:
-        """The model's rewrite of the window (its own indentation), cut short
-        once it has made its change and gone back to copying."""
+        """The model's rewrite of the window, in the model's own indentation.
+
+        Cut short once it has made its change and gone back to copying.
+        """
         if kind == "chat":
             language = doc.language_id or language_of(path, "") or "text"
             messages = prompts.chat_messages(path, language, window, recent)
@@ -248,4 +259,5 @@ def model_name_of(backend: object) -> str:
     info = getattr(backend, "info", None)
     if info is None:
         return ""
-    return f"{getattr(info, 'name', '')} {str(getattr(info, 'path', '')).rsplit('/', 1)[-1]}"
+    path = str(getattr(info, "path", ""))
+    return f"{getattr(info, 'name', '')} {path.rsplit('/', 1)[-1]}"

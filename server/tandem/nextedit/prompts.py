@@ -100,9 +100,7 @@ def editable_window(
     window = text[start:end]
     original = window
     if latest is not None and start <= latest.start and latest.end <= end:
-        original = (
-            text[start : latest.start] + latest.removed + text[latest.end : end]
-        )
+        original = text[start : latest.start] + latest.removed + text[latest.end : end]
     return Window(start, end, window, original, offset - start, first == 0)
 
 
@@ -159,9 +157,7 @@ def chat_messages(
 ) -> tuple[ChatMessage, ...]:
     """The instruct-model prompt: recent diffs and the (dedented) window."""
     code, _ = textedits.dedent(window.text)
-    diffs = "\n".join(
-        f"{e.path}:\n{_body(e.diff)}" for e in recent if e.diff.strip()
-    )
+    diffs = "\n".join(f"{e.path}:\n{_body(e.diff)}" for e in recent if e.diff.strip())
     user = (
         f"Recent edits:\n```diff\n{diffs}\n```\n\n"
         f"Code around the cursor in {path}:\n```{language}\n{_body(code)}\n```\n\n"
@@ -227,10 +223,14 @@ def answer_lines(kind: Format, partial: str) -> list[str] | None:
     return [line for line in lines if line.endswith("\n")]
 
 
-def settled(window_lines: Sequence[str], out: Sequence[str], after: int = 2) -> int | None:
-    """Where the rewrite is done: it changed something, then copied ``after``
-    lines as they were. Returns the window line the copy has reached (the rest of
-    the window follows unchanged), or None to keep generating.
+def settled(
+    window_lines: Sequence[str], out: Sequence[str], after: int = 2
+) -> int | None:
+    """Where the rewrite is done, or None to keep generating.
+
+    Done means: it changed something, then copied ``after`` lines as they were.
+    The answer is the window line the copy has reached (the rest of the window
+    follows unchanged).
 
     Lines are compared without their indentation: the chat format answers with
     the window dedented.
@@ -244,7 +244,7 @@ def settled(window_lines: Sequence[str], out: Sequence[str], after: int = 2) -> 
         ops = ops[:-1]  # window lines the rewrite has not reached yet
     if len(ops) < 2:
         return None
-    tag, i1, i2, j1, j2 = ops[-1]
+    tag, i1, i2, _, j2 = ops[-1]
     if tag != "equal" or j2 != len(b) or i2 - i1 < after:
         return None
     if not any(op[0] != "equal" for op in ops[:-1]):

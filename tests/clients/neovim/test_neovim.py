@@ -278,8 +278,10 @@ def test_next_edit_is_drawn_and_tab_tab_applies_it(
     assert nvim.current.buffer[1] == PRICING.splitlines()[1]
     keys(nvim, "<Tab>")  # apply
     wait_for(
-        lambda: nvim.current.buffer[1]
-        == "    subtotal = sum(item.price for item in products)",
+        lambda: (
+            nvim.current.buffer[1]
+            == "    subtotal = sum(item.price for item in products)"
+        ),
         "the applied edit",
     )
     assert next_edit(nvim) is None or next_edit(nvim) != edit
@@ -296,7 +298,9 @@ def test_escape_dismisses_the_next_edit(nvim: pynvim.Nvim, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_next_edit_setting_off_asks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_next_edit_setting_off_asks_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("STATE", "DATA", "CACHE", "CONFIG"):
         monkeypatch.setenv(f"XDG_{name}_HOME", str(tmp_path / name.lower()))
     monkeypatch.setenv("TANDEM_MODEL", str(qwen_model()))
