@@ -12,7 +12,8 @@ fixed 50 ms debounce, no cache, no in-flight reuse, no prefetch, fixed context
 budget), and against a peer: llama-cpp-python's own OpenAI-compatible server
 on the same model, driven the same way (what a Continue user would run). Prints
 p50/p95 shown-completion latency, generations started per 100 keystrokes, the
-share of shown completions that cost no new generation, and the ratios.
+share of shown completions that cost no new generation, the share of the typed
+characters that came from accepted suggestions, and the ratios.
 
     python benchmarks/typing_bench.py --model GGUF [--modes on,off,peer] [--json]
 """
@@ -125,6 +126,7 @@ class Replay:
             "requests": self.requests,
             "accepted": self.accepted,
             "accepted_chars": self.accepted_chars,
+            "accepted_share": round(self.accepted_chars / len(self.target), 3),
             "shown": len(self.shown),
             "shown_p50_ms": round(median(self.shown), 1),
             "shown_p95_ms": round(percentile(self.shown, 0.95), 1),
@@ -332,6 +334,9 @@ async def main() -> None:
         for key in ("shown_p50_ms", "shown_p95_ms", "generations_per_100_keys"):
             ratios[f"{key} on/off"] = ratio(on[key], off[key])
         ratios["shown on/off"] = ratio(on["shown"], off["shown"])
+        ratios["accepted_share on/off"] = ratio(
+            on["accepted_share"], off["accepted_share"]
+        )
     if on and peer:
         for key in ("shown_p50_ms", "shown_p95_ms"):
             ratios[f"{key} peer/on"] = ratio(peer[key], on[key])

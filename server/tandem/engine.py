@@ -24,9 +24,10 @@ from tandem.cache import SUFFIX_CHARS, CompletionCache
 from tandem.config import CompletionSettings, ContextSettings
 from tandem.context import builder
 from tandem.context.index import WorkspaceIndex
-from tandem.context.symbols import language_of
+from tandem.context.symbols import FileSymbols, language_of
 from tandem.context.window import Window, cursor_window
 from tandem.postprocess import finished, fix_indent, postprocess
+from tandem.scheduler import Priority, Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,10 @@ class EngineStats:
     prefetches_started: int = 0
     prefetch_hits: int = 0
     """Requests answered (from the cache or in flight) by a prefetch."""
+    warmups: int = 0
+    """Prompt prefixes evaluated ahead of a request (no generation)."""
+    warm_tokens: int = 0
+    """Prompt tokens those warm-ups evaluated."""
     last: dict[str, Any] = attrs.field(factory=dict)
     """Stats of the most recent generation."""
     last_context: dict[str, Any] = attrs.field(factory=dict)
@@ -185,6 +190,14 @@ class CompletionEngine:
         self.backend_problem = "the model is not loaded yet"
         self.cache = CompletionCache()
         self.stats = EngineStats()
+        self.scheduler = Scheduler()
+        """Decides which model work runs: requests first, then background work."""
+        self._stable: dict[str, tuple[object, builder.Context]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.budget_reason = "not sized yet"
+        self.window_cap: int | None = None
+        """Most tokens of the current file before the cursor (None: not sized)."""
+        """Why the context budget is what it is (for the status command)."""
         self.debouncer = latency.Debouncer()
         self.meter = latency.SpeedMeter()
         self.changes = latency.ContextChanges()
@@ -212,9 +225,7 @@ class CompletionEngine:
         """
         self.stats.requests += 1
         started = time.perf_counter()
-        window = cursor_window(
-            doc.text, offset, settings.prefix_chars, settings.suffix_chars
-        )
+        window = self.window(doc.text, offset, settings, context)
         before = doc.text[:offset]
         wait_ms = self._debounce_ms(doc.uri, before, settings)
         if settings.cache:
@@ -242,9 +253,10 @@ class CompletionEngine:
                         return self._record(doc.uri, followed, started)
                 if flight.task is not None:
                     flight.task.cancel()
-            await asyncio.sleep(wait_ms / 1000)
-            flight = self._launch(doc, offset, settings, context, "model", window)
-            result = await self._await(flight)
+            async with self.scheduler.request():
+                await asyncio.sleep(wait_ms / 1000)
+                flight = self._launch(doc, offset, settings, context, "model", window)
+                result = await self._await(flight)
             result = attrs.evolve(result, debounce_ms=wait_ms)
             return self._record(doc.uri, result, started)
 
@@ -342,9 +354,7 @@ class CompletionEngine:
             if other.running and other.waiters == 0 and other.task is not None:
                 other.task.cancel()
         if window is None:
-            window = cursor_window(
-                doc.text, offset, settings.prefix_chars, settings.suffix_chars
-            )
+            window = self.window(doc.text, offset, settings, context)
         flight = Flight(doc.uri, doc.text[:offset], window.suffix[:SUFFIX_CHARS], kind)
         flight.task = task = asyncio.ensure_future(
             self._fly(flight, doc, offset, window, settings, context, found)
@@ -414,9 +424,107 @@ class CompletionEngine:
         text = doc.text[:offset] + shown.text + doc.text[offset:]
         ahead = attrs.evolve(doc, text=text)
         self.stats.prefetches_started += 1
-        self._launch(
-            ahead, offset + len(shown.text), settings, context, "prefetch", found=found
+        launched: list[Flight] = []
+
+        async def run() -> Completion:
+            flight = self._launch(
+                ahead,
+                offset + len(shown.text),
+                settings,
+                context,
+                "prefetch",
+                found=found,
+            )
+            launched.append(flight)
+            assert flight.task is not None
+            return await flight.task  # preempting this cancels the flight
+
+        def followed() -> bool:
+            return bool(launched) and launched[0].waiters > 0
+
+        self._in_background(
+            self.scheduler.run(Priority.PREFETCH, doc.uri, run, protected=followed)
         )
+
+    def _in_background(self, coro: Awaitable[Any]) -> None:
+        """Run ``coro`` without a caller: keep a reference, swallow its outcome."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_consume)
+
+    def warm_soon(
+        self,
+        doc: Document,
+        offset: int,
+        settings: CompletionSettings,
+        context: ContextSettings | None,
+    ) -> None:
+        """Warm ``doc``'s prompt prefix for a cursor at ``offset`` in idle time."""
+        if settings.warm_up and getattr(self.backend, "warm", None) is not None:
+            self._in_background(self.warm(doc, offset, settings, context))
+
+    async def warm(
+        self,
+        doc: Document,
+        offset: int,
+        settings: CompletionSettings,
+        context: ContextSettings | None,
+    ) -> int | None:
+        """Evaluate the prompt a request at ``offset`` would start with, ahead.
+
+        The context and the text before the cursor go into the model's KV cache
+        with no generation, when no request needs the model, so the first
+        completion in a newly opened file does not evaluate them. Returns the
+        tokens evaluated; None when preempted by a request or not supported.
+        """
+        warm = getattr(self.backend, "warm", None)
+        if warm is None:
+            return None
+
+        async def run() -> int:
+            window = self.window(doc.text, offset, settings, context)
+            budget = self._context_budget(window.suffix, settings, context)
+            found = self.context(doc, offset, context, budget, record=False)
+            req = self._request(doc, window.prefix, window.suffix, settings, found)
+            evaluated = int(await warm(req))
+            self.stats.warmups += 1
+            self.stats.warm_tokens += evaluated
+            return evaluated
+
+        return await self.scheduler.run(Priority.WARM, doc.uri, run)
+
+    def window(
+        self,
+        text: str,
+        offset: int,
+        settings: CompletionSettings,
+        context: ContextSettings | None,
+    ) -> Window:
+        """The text around the cursor, at most ``prefixChars`` and at most the
+        tokens a cold prompt affords at the measured speed (see
+        ``latency.window_tokens``); cut at anchored line starts either way."""
+        chars = settings.prefix_chars
+        window = cursor_window(text, offset, chars, settings.suffix_chars)
+        if not getattr(self.backend, "loaded", False):
+            return window  # no tokenizer, no speed yet
+        floor = context.floor_tokens if context is not None and context.enabled else 0
+        cap = latency.window_tokens(
+            self.meter, max(floor, self.context_budget or 0), chars // 3
+        )
+        held = self.window_cap
+        if held is None or abs(cap - held) > latency.WINDOW_STEP:
+            self.window_cap = held = cap
+        count = self.token_counter()
+        for _ in range(4):
+            # The lines before the cursor line: the same while typing on a line.
+            head = window.prefix[: window.prefix.rfind("\n") + 1]
+            tokens = count(head)
+            if tokens <= held or chars <= 256:
+                break
+            chars = max(256, int(chars * held / tokens * 0.95))
+            window = cursor_window(text, offset, chars, settings.suffix_chars)
+        return window
 
     def _context_budget(
         self,
@@ -426,9 +534,12 @@ class CompletionEngine:
     ) -> int:
         """Context tokens for this request: sized from the measured speed."""
         if context is None or not context.enabled:
+            self.budget_reason = "context is off"
             return 0
         maximum = context.budget_tokens
+        floor = f"; the cursor's direct dependencies get at least {context.floor_tokens}"
         if not settings.latency_target_ms:
+            self.budget_reason = f"latencyTargetMs is 0: budgetTokens {maximum}"
             return maximum
         speed = getattr(self.backend, "calibration", None)
         if speed is not None:
@@ -439,9 +550,24 @@ class CompletionEngine:
         )
         current = self.context_budget
         # Hold the budget through small wobbles: a new budget means a new context.
-        if current is None or abs(budget - current) > latency.BUDGET_STEP:
+        if current is None or abs(budget - current) > latency.BUDGET_STEP or not budget:
             self.context_budget = current = budget
-        return min(current, maximum)
+        current = min(current, maximum)
+        meter = self.meter
+        if meter.prompt_tps is None or meter.gen_tps is None:
+            why = f"speed not measured yet: budgetTokens {maximum}"
+        else:
+            why = (
+                f"{current} tokens: a completion after a keystroke re-evaluates "
+                f"~{tail} tokens and generates ~{meter.generated_tokens:.0f} at "
+                f"{meter.prompt_tps:.0f} prompt / {meter.gen_tps:.0f} generated "
+                f"tokens/s; the context changes in {self.changes.rate:.0%} of "
+                f"requests; what is left of latencyTargetMs "
+                f"{settings.latency_target_ms} pays for {current} (at most "
+                f"budgetTokens {maximum})"
+            )
+        self.budget_reason = why + floor
+        return current
 
     def _record(self, uri: str, result: Completion, started: float) -> Completion:
         """Stamp the latency and keep the suggestion's stats for clients."""
@@ -495,14 +621,21 @@ class CompletionEngine:
         offset: int,
         settings: ContextSettings | None,
         budget: int | None = None,
+        record: bool = True,
     ) -> builder.Context:
         """Definitions from other files for this cursor (empty when off).
 
-        ``budget`` overrides the settings' token budget.
+        ``budget`` overrides the settings' token budget (the part sized from the
+        speed); the definitions the cursor directly depends on get at least
+        ``floor_tokens`` either way. ``record``: keep it as the last context.
         """
-        if budget is None and settings is not None:
+        if settings is None or not settings.enabled:
+            return builder.Context()
+        if budget is None:
             budget = settings.budget_tokens
-        if settings is None or not settings.enabled or not budget:
+        budget = min(budget, settings.budget_tokens)
+        direct = min(settings.budget_tokens, max(settings.floor_tokens, budget))
+        if not direct:
             return builder.Context()
         path = doc.fs_path or doc.uri
         language = language_of(path, doc.language_id)
@@ -521,12 +654,18 @@ class CompletionEngine:
             budget,
             count,
             self.open_documents() if settings.open_documents else (),
+            floor_tokens=direct,
+            stable=self._stable_context(
+                current, doc.text, builder.stable_budget(direct), count
+            ),
         )
         files = tuple(
             attrs.evolve(f, path=builder.relative(f.path, self.roots))
             for f in found.files
         )
         found = attrs.evolve(found, files=files)
+        if not record:
+            return found
         self.stats.last_context = {
             "symbols": list(found.symbols),
             "files": [f.path for f in files],
@@ -535,6 +674,29 @@ class CompletionEngine:
             "text": "\n".join(f"# {f.path}\n{f.text}" for f in files),
         }
         return found
+
+    def _stable_context(
+        self,
+        current: FileSymbols,
+        text: str,
+        budget: int,
+        count: Callable[[str], int],
+    ) -> builder.Context:
+        """The file's import context, computed once per set of imports.
+
+        It must not change while the user types (it leads the prompt, and the KV
+        cache holds what follows it); it changes when the imports, the budget,
+        the tokenizer or the index do.
+        """
+        key = (current.imports, budget, id(count), len(self.index))
+        memo = self._stable.get(current.path)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        stable = builder.stable_context(current, text, self.index, budget, count)
+        self._stable[current.path] = (key, stable)
+        if len(self._stable) > 64:
+            self._stable.pop(next(iter(self._stable)))
+        return stable
 
     def token_counter(self) -> Callable[[str], int]:
         """The backend's tokenizer, memoised; an estimate before the model loads.
@@ -563,16 +725,7 @@ class CompletionEngine:
         if backend is None:
             raise BackendMissing(self.backend_problem)
         line_prefix = prefix.rsplit("\n", 1)[-1]
-        req = GenerateRequest(
-            prompt=prefix,
-            suffix=suffix,
-            max_tokens=settings.max_tokens,
-            temperature=settings.temperature,
-            path=doc.path,
-            context=context.files if context else (),
-            repo=self.repo,
-            comment=_COMMENTS.get(doc.language_id, "//"),
-        )
+        req = self._request(doc, prefix, suffix, settings, context)
         stats = GenerationStats()
         self.stats.generations_started += 1
         chunks: list[str] = []
@@ -615,11 +768,32 @@ class CompletionEngine:
         logger.debug("completion %r -> %r (%s)", raw, text, self.stats.last)
         return Completion(text, "model", raw=raw, stats=stats, backend=used)
 
+    def _request(
+        self,
+        doc: Document,
+        prefix: str,
+        suffix: str,
+        settings: CompletionSettings,
+        context: builder.Context | None,
+    ) -> GenerateRequest:
+        """The backend request for a completion (and for warming its prefix)."""
+        return GenerateRequest(
+            prompt=prefix,
+            suffix=suffix,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            path=doc.path,
+            context=context.files if context else (),
+            repo=self.repo,
+            comment=_COMMENTS.get(doc.language_id, "//"),
+        )
+
     def forget(self, uri: str) -> None:
         """Drop cached completions and cancel work for a closed document."""
         self.cache.forget(uri)
         self.debouncer.forget(uri)
         self.changes.forget(uri)
+        self.scheduler.cancel(uri)
         if (task := self._latest.pop(uri, None)) is not None:
             task.cancel()
         if (flight := self._flights.pop(uri, None)) is not None and flight.task:
@@ -627,6 +801,7 @@ class CompletionEngine:
 
     async def aclose(self) -> None:
         """Cancel in-flight work and close the backend."""
+        self.scheduler.cancel_all()
         for task in list(self._latest.values()):
             task.cancel()
         self._latest.clear()

@@ -108,6 +108,8 @@ class SpeedMeter:
     gen_tps: float | None = None
     """Tokens generated per second."""
     samples: int = 0
+    pinned: bool = False
+    """The speeds were given (``TANDEM_SPEED``), not measured: keep them."""
     _generated: deque[int] = attrs.field(factory=lambda: deque(maxlen=32))
     _new_tokens: deque[int] = attrs.field(factory=lambda: deque(maxlen=32))
 
@@ -118,17 +120,23 @@ class SpeedMeter:
         if self.gen_tps is None and gen_tps:
             self.gen_tps = gen_tps
 
+    def pin(self, prompt_tps: float, gen_tps: float) -> None:
+        """Use these speeds from now on, whatever is measured."""
+        self.prompt_tps, self.gen_tps, self.pinned = prompt_tps, gen_tps, True
+
     def observe(self, stats: GenerationStats) -> None:
         """Learn from a finished generation."""
         new = stats.prompt_tokens - stats.cached_tokens
-        if new >= 8 and stats.prompt_ms > 0:
+        if self.pinned:
+            pass
+        elif new >= 8 and stats.prompt_ms > 0:
             # Few new tokens measure overhead more than speed: weigh by size.
             alpha = min(0.5, new / 512)
             self.prompt_tps = _ewma(
                 self.prompt_tps, new / stats.prompt_ms * 1000, alpha
             )
             self.samples += 1
-        if stats.generated_tokens >= 4 and stats.generation_ms > 0:
+        if not self.pinned and stats.generated_tokens >= 4 and stats.generation_ms > 0:
             tps = (stats.generated_tokens - 1) / stats.generation_ms * 1000
             if tps > 0:
                 self.gen_tps = _ewma(self.gen_tps, tps, 0.3)
@@ -156,6 +164,7 @@ class SpeedMeter:
             "generatedTokensPerS": self.gen_tps,
             "typicalGeneratedTokens": self.generated_tokens,
             "samples": self.samples,
+            "pinned": self.pinned,
         }
 
 
@@ -184,6 +193,30 @@ def context_budget(
         return 0
     affordable = spare_s * meter.prompt_tps / max(change_rate, MIN_CHANGE_RATE)
     return int(min(maximum, affordable) // BUDGET_STEP * BUDGET_STEP)
+
+
+WARM_S = 2.5
+"""A newly opened file should be ready (its prompt prefix evaluated) within this
+much idle time: the pause before the user types."""
+MIN_WINDOW_TOKENS = 384
+"""The text before the cursor never shrinks below this many tokens."""
+WINDOW_STEP = 128
+
+
+def window_tokens(meter: SpeedMeter, context_tokens: int, maximum: int) -> int:
+    """Tokens of the current file before the cursor that a cold prompt affords.
+
+    A cold prompt (a newly opened file, a new region of it) evaluates the context
+    and the window before the cursor. On a slow machine the window shrinks first
+    (the cursor's direct dependencies keep their floor), so that the whole
+    prefix is evaluated within ``WARM_S`` of idle time. In steps of
+    ``WINDOW_STEP`` tokens; ``maximum`` while the speed is unknown.
+    """
+    if meter.prompt_tps is None:
+        return maximum
+    affordable = meter.prompt_tps * WARM_S - context_tokens
+    stepped = int(affordable // WINDOW_STEP * WINDOW_STEP)
+    return max(MIN_WINDOW_TOKENS, min(maximum, stepped))
 
 
 @attrs.define

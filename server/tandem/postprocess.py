@@ -100,6 +100,8 @@ def _trim_block(
             seen_blank = True
             kept.append(line)
             continue
+        if stripped.startswith("```") and language != "markdown":
+            break  # a chat model closing its markdown code block
         indent = _indent(line)
         if indent < base and depth == 0:
             break  # dedent: the block at the cursor is over
@@ -253,7 +255,18 @@ def finished(
         return False
     line_prefix = prefix.rsplit("\n", 1)[-1]
     shaped, cut = _shape(text, line_prefix, suffix, language, max_lines, multiline)
-    return cut or (text is head and shaped.count("\n") + 1 >= max_lines)
+    if cut or (text is head and shaped.count("\n") + 1 >= max_lines):
+        return True
+    # The model has started writing out the code that follows the cursor: the
+    # rest would only repeat it (post-processing drops the repeat).
+    complete = head.split("\n")[1:] if "\n" in head else []
+    next_code = next((ln.strip() for ln in suffix.split("\n") if ln.strip()), "")
+    return (
+        text is head
+        and len(next_code) > 3
+        and bool(complete)
+        and complete[-1].strip() == next_code
+    )
 
 
 def postprocess(

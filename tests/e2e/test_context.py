@@ -117,7 +117,9 @@ async def test_recent_edit_in_another_open_file_is_in_the_prompt(
 ) -> None:
     notes = root / "notes.py"
     notes.write_text("\n".join(f"STEP_{i} = {i}" for i in range(30)) + "\n")
-    async with session(env(), None, root=str(root)) as client:
+    # The whole budget whatever this machine's speed: recent edits are extras.
+    whole_budget = {"completion": {"latencyTargetMs": 0}}
+    async with session(env(), whole_budget, root=str(root)) as client:
         await wait_for_index(client)
         open_doc(client, notes.as_uri(), notes.read_text())
         here = types.Position(line=15, character=0)
@@ -133,3 +135,64 @@ async def test_recent_edit_in_another_open_file_is_in_the_prompt(
         assert "notes.py" in context["files"]
         assert "TWILIGHT = blend_colors(0.8, SKY, SUNSET)" in context["text"]
         assert "STEP_0 = 0" not in context["text"]  # only the edited region
+
+
+SHOP = {
+    "shop/__init__.py": "",
+    "shop/pricing.py": (
+        '"""Prices of the shop."""\n\n'
+        "TAX_RATE = 0.2\n\n\n"
+        "def apply_volume_discount(unit_price: float, quantity: int) -> float:\n"
+        '    """Unit price after the discount for buying ``quantity`` at once."""\n'
+        "    rate = 0.1 if quantity >= 10 else 0.0\n"
+        "    return unit_price * (1 - rate)\n\n\n"
+        "def with_tax(amount: float) -> float:\n"
+        '    """``amount`` with the sales tax added."""\n'
+        "    return amount * (1 + TAX_RATE)\n"
+    ),
+    "shop/cart.py": (
+        "from shop import pricing\n\n\n"
+        "def line_total(unit_price: float, quantity: int) -> float:\n"
+        '    """What a line of the cart costs, discount applied."""\n'
+        "    return pricing.\n"
+    ),
+}
+
+
+def write_shop(root: Path) -> Path:
+    for name, text in SHOP.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root / "shop" / "cart.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("speed", ["4000/400", "60/15"], ids=["fast", "slow"])
+async def test_member_after_dot_gets_the_imported_modules_members(
+    tmp_path: Path, speed: str
+) -> None:
+    """``from shop import pricing`` ... ``pricing.``: the module's functions are in
+    the prompt with default settings, on a fast machine and on a slow one."""
+    cart = write_shop(tmp_path)
+    async with session({**env(), "TANDEM_SPEED": speed}, None, root=str(tmp_path)) as (
+        client
+    ):
+        await wait_for_index(client)
+        text = cart.read_text()
+        open_doc(client, cart.as_uri(), text)
+        lines = text.rstrip("\n").split("\n")
+        at = types.Position(line=len(lines) - 1, character=len(lines[-1]))
+        completion = await complete(client, cart.as_uri(), at)
+        state = await status(client)
+        context = state["stats"]["last_context"]
+        assert context["files"] == ["shop/pricing.py"]
+        assert "def apply_volume_discount(unit_price: float, quantity: int)" in (
+            context["text"]
+        )
+        assert completion.startswith("apply_volume_discount("), (completion, context)
+        latency = state["latency"]
+        assert latency["speed"]["pinned"] is True
+        assert latency["contextFloor"] == 384
+        if speed == "60/15":  # too slow for any context by speed alone: the floor
+            assert latency["contextBudget"] == 0
+            assert "at least 384" in latency["contextBudgetWhy"]

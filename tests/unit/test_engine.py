@@ -247,3 +247,59 @@ def test_context_budget_shrinks_on_a_slow_machine() -> None:
     assert (
         CompletionEngine(Timed(30.0, 8.0))._context_budget(suffix, off, context) == 2048
     )
+
+
+async def test_warm_up_evaluates_the_prompt_a_request_there_starts_with() -> None:
+    backend = FakeBackend(warm=True)
+    backend.enqueue(["return s == s[::-1]\n"])
+    engine = CompletionEngine(backend)
+    assert await engine.warm(DOC, OFFSET, FAST, ContextSettings()) is not None
+    assert engine.stats.warmups == 1
+    await engine.complete(DOC, OFFSET, FAST, ContextSettings())
+    warmed, asked = backend.warmed[0], backend.requests[0]
+    assert isinstance(asked, type(warmed))
+    # Everything up to the cursor is the same: the KV cache holds it already.
+    assert (warmed.prompt, warmed.context, warmed.path) == (
+        asked.prompt,
+        asked.context,
+        asked.path,
+    )
+
+
+async def test_a_request_preempts_a_warm_up() -> None:
+    backend = FakeBackend()
+    started = asyncio.Event()
+
+    async def slow_warm(req: object) -> int:
+        started.set()
+        await asyncio.sleep(3600)
+        return 1
+
+    backend.warm = slow_warm
+    backend.enqueue(["return s == s[::-1]\n"])
+    engine = CompletionEngine(backend)
+    warming = asyncio.ensure_future(engine.warm(DOC, OFFSET, FAST, None))
+    await started.wait()
+    result = await engine.complete(DOC, OFFSET, FAST)
+    assert result is not None and result.text == "return s == s[::-1]"
+    assert await warming is None  # gave way to the request
+    assert engine.scheduler.stats.preempted == {"warm": 1}
+
+
+async def test_no_warm_up_without_backend_support() -> None:
+    engine = CompletionEngine(FakeBackend())
+    assert await engine.warm(DOC, OFFSET, FAST, None) is None
+
+
+async def test_prefetch_runs_through_the_scheduler_after_the_request() -> None:
+    backend = FakeBackend()
+    backend.enqueue(["return s == s[::-1]\n"], ["\n"])
+    engine = CompletionEngine(backend)
+    settings = attrs.evolve(FAST, prefetch=True)
+    await engine.complete(DOC, OFFSET, settings)
+    for _ in range(100):
+        if engine.scheduler.stats.completed.get("prefetch"):
+            break
+        await asyncio.sleep(0.01)
+    assert engine.scheduler.stats.started == {"prefetch": 1}
+    assert len(backend.requests) == 2

@@ -175,3 +175,19 @@ def test_finished_never_cuts_the_last_allowed_line_short() -> None:
     assert not finished(two, prefix, "", "python", max_lines=2)
     assert finished(two + "o()\n", prefix, "", "python", max_lines=2)
     assert finished(two + "o()\n    c", prefix, "", "python", max_lines=2)
+
+
+def test_finished_when_the_model_starts_repeating_the_code_after_the_cursor() -> None:
+    prefix = "def area(w, h):\n    "
+    suffix = "\n    return result\n"
+    partial = "result = w * h\n    return result\n"
+    assert finished(partial, prefix, suffix, "python")
+    assert postprocess(partial, prefix, suffix, "python") == "result = w * h"
+    assert not finished("result = w * h\n    x = 1\n", prefix, suffix, "python")
+
+
+def test_a_markdown_fence_ends_the_completion() -> None:
+    prefix = "def area(w, h):\n    "
+    partial = "return w * h\n```\n\nThis function"
+    assert finished(partial, prefix, "\n", "python")
+    assert postprocess(partial, prefix, "\n", "python") == "return w * h"

@@ -21,7 +21,8 @@ from pathlib import PurePosixPath
 
 import attrs
 
-from tandem.context.index import WorkspaceIndex
+from tandem.context import members
+from tandem.context.index import WorkspaceIndex, module_parts
 from tandem.context.symbols import FileSymbols, Symbol
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -88,6 +89,8 @@ class Context:
     symbols: tuple[str, ...] = ()
     """Names of the definitions included, for stats and tests."""
     tokens: int = 0
+    keys: tuple[tuple[str, str, int], ...] = ()
+    """(path, name, line) of each definition included."""
 
 
 def referenced_names(
@@ -116,17 +119,9 @@ def referenced_names(
     return sorted(names, key=lambda w: seen[w])
 
 
-@functools.lru_cache(maxsize=65536)
-def _module_parts(path: str) -> tuple[str, ...]:
-    parts = list(PurePosixPath(path).with_suffix("").parts)
-    if len(parts) > 1 and parts[-1] in ("__init__", "index", "mod", "lib"):
-        parts.pop()
-    return tuple(parts)
-
-
 def _import_bonus(symbol: Symbol, imports: tuple[str, ...]) -> float:
     """How strongly the current file's imports point at the symbol's file."""
-    parts = _module_parts(symbol.path)
+    parts = module_parts(symbol.path)
     module = parts[-1] if parts else ""
     package = parts[-2] if len(parts) > 1 else ""
     best = 0.0
@@ -212,7 +207,8 @@ def pack(
         for path, syms in sorted(by_file.items())
     )
     names = tuple(s.name for s in chosen)
-    return Context(files=files, symbols=names, tokens=used)
+    keys = tuple(_key(s) for s in chosen)
+    return Context(files=files, symbols=names, tokens=used, keys=keys)
 
 
 def _line(symbol: Symbol) -> int:
@@ -299,6 +295,63 @@ def recent_edits(others: Sequence[OpenDocument]) -> list[tuple[float, Symbol]]:
     return found
 
 
+CURSOR_TOKENS = 160
+"""Tokens kept (of the direct budget) for the module or class the cursor line
+uses when the file's imports did not already bring its members in."""
+
+
+def stable_budget(direct_tokens: int) -> int:
+    """The part of the direct budget for the imports; the rest is kept for what
+    the cursor line's expression refers to."""
+    return direct_tokens - min(CURSOR_TOKENS, direct_tokens // 2)
+
+
+def stable_context(
+    current: FileSymbols,
+    text: str,
+    index: WorkspaceIndex,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int],
+) -> Context:
+    """The members of the modules and classes the file imports, most used first.
+
+    It depends on the file, not the cursor, so it stays the same (and cached in
+    the KV cache) wherever the user types in the file.
+    """
+    if budget_tokens <= 0:
+        return Context()
+    ranked: list[tuple[float, Symbol]] = []
+    for rank_no, (_, target) in enumerate(
+        members.imported_targets(current, text, index)
+    ):
+        score = 100.0 - rank_no
+        for i, symbol in enumerate(target.members):
+            ranked.append((score - i * 0.01, symbol))
+    return pack(ranked, budget_tokens, count_tokens)
+
+
+def cursor_context(
+    current: FileSymbols,
+    text: str,
+    offset: int,
+    index: WorkspaceIndex,
+    have: Context,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int],
+) -> Context:
+    """What the cursor line's ``expr.`` or ``call(`` offers, beyond ``have``."""
+    target = members.cursor_target(current, text, offset, index)
+    if target is None or budget_tokens <= 0:
+        return Context()
+    known = set(have.keys)
+    ranked = [
+        (100.0 - i * 0.01, s)
+        for i, s in enumerate(target.members)
+        if _key(s) not in known
+    ]
+    return pack(ranked, budget_tokens, count_tokens)
+
+
 def build(
     current: FileSymbols,
     text: str,
@@ -307,22 +360,56 @@ def build(
     budget_tokens: int,
     count_tokens: Callable[[str], int],
     others: Sequence[OpenDocument] = (),
+    *,
+    floor_tokens: int = 0,
+    stable: Context | None = None,
 ) -> Context:
     """The context for a completion at ``offset`` in ``text`` (the current file).
 
-    ``others`` are the other open documents: their code most similar to the
-    cursor's and their recently edited regions compete with the definitions.
+    In prompt order: the file's imported modules and classes (``stable``, at
+    least ``floor_tokens``), what the cursor line's expression refers to, then
+    definitions of names used near the cursor, similar code and recent edits
+    of other open documents (``others``) while ``budget_tokens`` lasts.
     """
-    if budget_tokens <= 0:
+    direct = max(floor_tokens, budget_tokens)
+    if direct <= 0:
         return Context()
+    if stable is None:
+        stable = stable_context(
+            current, text, index, stable_budget(direct), count_tokens
+        )
+    at_cursor = cursor_context(
+        current, text, offset, index, stable, direct - stable.tokens, count_tokens
+    )
+    found = join(stable, at_cursor)
+    left = budget_tokens - found.tokens
+    if left < 16:
+        return found
     names = referenced_names(text, offset)
     others = [d for d in others if d.path != current.path]
-    ranked = rank(current, names, index)
+    known = set(found.keys)
+    ranked = [c for c in rank(current, names, index) if _key(c[1]) not in known]
     suffix = PurePosixPath(current.path).suffix
     same_language = [d for d in others if PurePosixPath(d.path).suffix == suffix]
     ranked += similar_code(text, offset, same_language) + recent_edits(others)
     ranked.sort(key=lambda c: (-c[0], c[1].path, c[1].line))
-    return pack(ranked, budget_tokens, count_tokens)
+    return join(found, pack(ranked, left, count_tokens))
+
+
+def join(first: Context, second: Context) -> Context:
+    """Two contexts one after the other (the first stays a prompt prefix)."""
+    if not second.files:
+        return first
+    return Context(
+        files=first.files + second.files,
+        symbols=first.symbols + second.symbols,
+        tokens=first.tokens + second.tokens,
+        keys=first.keys + second.keys,
+    )
+
+
+def _key(symbol: Symbol) -> tuple[str, str, int]:
+    return (symbol.path, symbol.name, symbol.line)
 
 
 def for_code(

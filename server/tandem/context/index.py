@@ -8,12 +8,13 @@ change. No LSP here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pathspec
 
@@ -62,6 +63,9 @@ class WorkspaceIndex:
         self.max_files = max_files
         self._files: dict[str, FileSymbols] = {}
         self._by_name: dict[str, list[Symbol]] = defaultdict(list)
+        self._by_module: dict[str, set[str]] = defaultdict(set)
+        """Paths by module name: the file's stem, or its folder's for a package
+        file (``__init__.py``, ``index.ts``, ``mod.rs``)."""
         self._lock = threading.Lock()
         self.skipped = 0
 
@@ -78,6 +82,19 @@ class WorkspaceIndex:
         """Every definition called ``name``."""
         with self._lock:
             return list(self._by_name.get(name, ()))
+
+    def module_files(self, parts: tuple[str, ...]) -> list[str]:
+        """Indexed files that are the module ``parts`` (``("shop", "pricing")``).
+
+        A path matches when its module path ends with ``parts``, so the answer
+        does not depend on which folder is the import root.
+        """
+        if not parts:
+            return []
+        with self._lock:
+            candidates = list(self._by_module.get(parts[-1], ()))
+        n = len(parts)
+        return sorted(p for p in candidates if module_parts(p)[-n:] == parts)
 
     def paths(self) -> list[str]:
         """Every indexed path."""
@@ -99,6 +116,7 @@ class WorkspaceIndex:
         with self._lock:
             self._drop(path)
             self._files[path] = entry
+            self._by_module[module_parts(path)[-1]].add(path)
             for symbol in entry.symbols:
                 self._by_name[symbol.name].append(symbol)
         return entry
@@ -112,6 +130,7 @@ class WorkspaceIndex:
         old = self._files.pop(path, None)
         if old is None:
             return
+        self._by_module[module_parts(path)[-1]].discard(path)
         for symbol in old.symbols:
             same = self._by_name.get(symbol.name)
             if same is not None:
@@ -143,6 +162,20 @@ class WorkspaceIndex:
             if progress is not None and (done % 50 == 0 or done == len(files)):
                 progress(done, len(files))
         return len(self)
+
+
+PACKAGE_FILES = frozenset({"__init__", "index", "mod", "lib"})
+"""File stems that stand for their folder's module."""
+
+
+@functools.lru_cache(maxsize=65536)
+def module_parts(path: str) -> tuple[str, ...]:
+    """A file's module path: ``/ws/shop/pricing.py`` -> ``(..., "shop", "pricing")``."""
+    parts = [p for p in PurePosixPath(path.replace("\\", "/")).with_suffix("").parts]
+    parts = [p for p in parts if p not in ("/", "")]
+    if len(parts) > 1 and parts[-1] in PACKAGE_FILES:
+        parts.pop()
+    return tuple(parts) or ("",)
 
 
 def read_source(path: Path, max_bytes: int) -> str | None:

@@ -23,7 +23,6 @@ from tandem.assist.prompts import TASKS, Task
 from tandem.backends import BackendError
 from tandem.context.symbols import language_of
 from tandem.engine import BackendMissing, Document
-from tandem.features.completion import rel_path
 from tandem.server import TandemServer
 
 logger = logging.getLogger(__name__)
@@ -38,9 +37,7 @@ OFFERED = ("docstring", "typehints", "simplify", "extract")
 
 def snapshot(ls: TandemServer, doc: TextDocument) -> Document:
     """The engine's view of an open document."""
-    return Document(
-        doc.uri, doc.source, doc.language_id or "", rel_path(ls, doc), doc.path or None
-    )
+    return ls.snapshot(doc.uri)[1]
 
 
 def position_at(doc: TextDocument, offset: int) -> types.Position:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
 from tandem.backends import BackendError
-from tandem.engine import BackendMissing, Completion, Document
+from tandem.engine import BackendMissing, Completion
 from tandem.server import TandemServer
 
 logger = logging.getLogger(__name__)
@@ -26,14 +25,11 @@ async def complete_at(
     settings = ls.settings.completion  # as the client's settings say, once known
     if not settings.enabled:
         return None
-    doc = ls.document(uri)
+    doc, snapshot = ls.snapshot(uri)
     try:
         offset = doc.offset_at_position(position)
     except (IndexError, ValueError):
         return None
-    snapshot = Document(
-        uri, doc.source, doc.language_id or "", rel_path(ls, doc), doc.path or None
-    )
     try:
         result = await ls.engine.complete(
             snapshot, offset, settings, ls.settings.context
@@ -48,19 +44,6 @@ async def complete_at(
     if result is None or not result.text:
         return None
     return doc, result
-
-
-def rel_path(ls: TandemServer, doc: TextDocument) -> str | None:
-    path = doc.path
-    root = ls.workspace.root_path
-    if not path:
-        return None
-    if root:
-        try:
-            return Path(path).relative_to(root).as_posix()
-        except ValueError:
-            pass
-    return Path(path).name
 
 
 def register_inline(server: TandemServer) -> None:

@@ -1,0 +1,368 @@
+"""Repository-level completion on real packages nobody here wrote.
+
+Packages are downloaded from PyPI at run time into a scratch folder (cached under
+~/.cache/tandem/bench) and their own code is cut into cases of two kinds:
+
+- ``member``: ``module.member`` where ``module`` is another module of the same
+  package imported by this file and ``member`` is defined at its top level; the
+  cursor stands right after the dot. Hit: the completion starts with the member.
+- ``line``: a whole statement inside a function body; the cursor stands after its
+  indentation. Exact match (EM) and edit similarity (ES, difflib's ratio) of the
+  first line, as CrossCodeEval scores them.
+
+Cases are found with Python's ``ast`` (not with tandem's own resolver). Side by
+side in one run, case by case, each arm a fresh server (or a plain llama.cpp
+call) on the same model:
+
+- ``off``: tandem with ``context.enabled`` false;
+- ``defaults``: tandem with default settings, the request right after opening;
+- ``warm``: default settings, the editor reports the cursor line
+  (``tandem/didFocus``) and the user pauses ``--pause`` seconds before asking;
+- ``raw``: ``llama_cpp.Llama`` called directly with a FIM prompt of the current
+  file only (1,500 characters before the cursor, 400 after) and the first line
+  of its answer.
+
+Latency is that of the first completion after opening the file.
+
+    python benchmarks/repo_bench.py [--model GGUF] [--cases N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import difflib
+import json
+import random
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import attrs
+from lsprotocol import types
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lsp import Editor, editor, median, percentile, text_of  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "tandem"
+PACKAGES = ("rich==13.9.4", "click==8.1.8", "requests==2.32.3", "werkzeug==3.1.3")
+"""Pure-Python packages with many modules that use each other; none is used by
+tandem's tests."""
+RAW_PREFIX, RAW_SUFFIX = 1500, 400
+
+
+@attrs.frozen
+class Case:
+    kind: str  # "member" | "line"
+    package: str
+    path: Path
+    line: int
+    column: int
+    expected: str
+    text: str
+    """The file with the rest of the line after the cursor removed."""
+
+    @property
+    def offset(self) -> int:
+        lines = self.text.split("\n")
+        return sum(len(x) + 1 for x in lines[: self.line]) + self.column
+
+
+def fetch(spec: str) -> Path:
+    """The package's source tree, unpacked from its wheel (downloaded once)."""
+    name = spec.split("==")[0]
+    root = CACHE / "bench" / "repo" / spec.replace("==", "-")
+    if (root / ".done").exists():
+        return root / name
+    wheels = CACHE / "bench" / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    found = list(wheels.glob(f"{name}-{spec.split('==')[1]}-*.whl"))
+    if not found:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary",
+             ":all:", "-d", str(wheels), spec, "-q"],
+            check=True,
+        )  # fmt: skip
+        found = list(wheels.glob(f"{name}-{spec.split('==')[1]}-*.whl"))
+    root.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(found[0]) as wheel:
+        for member in wheel.namelist():
+            if member.startswith(f"{name}/") and member.endswith(".py"):
+                wheel.extract(member, root)
+    (root / ".done").touch()
+    return root / name
+
+
+def _module_members(path: Path) -> set[str]:
+    try:
+        tree = ast.parse(path.read_text(errors="replace"))
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return {n for n in names if not n.startswith("_")}
+
+
+def _imported_modules(path: Path, package: Path, tree: ast.Module) -> dict[str, Path]:
+    """Local names bound to another module file of the package."""
+    bound: dict[str, Path] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = path.parent
+            for _ in range(max(0, node.level - 1)):
+                base = base.parent
+            if node.level == 0:
+                if not node.module or node.module.split(".")[0] != package.name:
+                    continue
+                base = package.parent
+            parts = node.module.split(".") if node.module else []
+            for alias in node.names:
+                target = base.joinpath(*parts, alias.name)
+                for candidate in (target.with_suffix(".py"), target / "__init__.py"):
+                    if candidate.is_file() and candidate != path:
+                        bound[alias.asname or alias.name] = candidate
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and alias.name.split(".")[0] == package.name:
+                    target = package.parent.joinpath(*alias.name.split("."))
+                    if target.with_suffix(".py").is_file():
+                        bound[alias.asname] = target.with_suffix(".py")
+    return bound
+
+
+def find_cases(package: Path, rng: random.Random) -> tuple[list[Case], list[Case]]:
+    members: list[Case] = []
+    lines: list[Case] = []
+    for path in sorted(package.rglob("*.py")):
+        source = path.read_text(errors="replace")
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        text_lines = source.split("\n")
+        bound = _imported_modules(path, package, tree)
+        offered = {name: _module_members(p) for name, p in bound.items()}
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in offered
+                and node.attr in offered[node.value.id]
+                and node.lineno == node.end_lineno
+                and node.col_offset > 0  # inside a body
+            ):
+                line = text_lines[node.lineno - 1]
+                col = len(line.encode()[: node.value.end_col_offset or 0].decode()) + 1
+                if line[col - 1 : col] != ".":
+                    continue
+                members.append(_cut(package, path, text_lines, node.lineno - 1, col,
+                                    node.attr, "member"))  # fmt: skip
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for stmt in node.body[1:]:
+                    if stmt.lineno != stmt.end_lineno:
+                        continue
+                    line = text_lines[stmt.lineno - 1]
+                    code = line.strip()
+                    if not 12 <= len(code) <= 100 or code.startswith(("#", '"')):
+                        continue
+                    col = len(line) - len(line.lstrip())
+                    lines.append(_cut(package, path, text_lines, stmt.lineno - 1, col,
+                                      code, "line"))  # fmt: skip
+    rng.shuffle(members)
+    rng.shuffle(lines)
+    return members, lines
+
+
+def _cut(
+    package: Path, path: Path, lines: list[str], line: int, col: int, expected: str,
+    kind: str,
+) -> Case:  # fmt: skip
+    cut = [*lines[:line], lines[line][:col], *lines[line + 1 :]]
+    return Case(kind, package.name, path, line, col, expected, "\n".join(cut))
+
+
+def score(case: Case, completion: str) -> dict[str, float]:
+    first = completion.split("\n", 1)[0]
+    if case.kind == "member":
+        return {"hit": float(first.startswith(case.expected))}
+    got = first.strip()
+    return {
+        "em": float(got == case.expected),
+        "es": difflib.SequenceMatcher(None, got, case.expected).ratio(),
+    }
+
+
+async def tandem_arm(
+    ed: Editor, case: Case, pause: float | None
+) -> tuple[str, float, dict[str, Any]]:
+    uri = case.path.as_uri()
+    ed.open(uri, case.text)
+    if pause is not None:
+        ed.client.protocol.notify(
+            "tandem/didFocus",
+            {"textDocument": {"uri": uri}, "position": {"line": case.line,
+             "character": case.column}},
+        )  # fmt: skip
+        await asyncio.sleep(pause)
+    at = types.Position(line=case.line, character=_utf16(case))
+    started = time.perf_counter()
+    result = await ed.request(uri, at)
+    ms = (time.perf_counter() - started) * 1000
+    state = await ed.status()
+    ed.close(uri)
+    last = state["suggestions"][-1] if state["suggestions"] else {}
+    return text_of(result), ms, last
+
+
+def _utf16(case: Case) -> int:
+    line = case.text.split("\n")[case.line][: case.column]
+    return len(line.encode("utf-16-le")) // 2
+
+
+class Raw:
+    """llama.cpp called directly on the current file only."""
+
+    def __init__(self, model: str) -> None:
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=model, n_ctx=4096, verbose=False)
+
+    def complete(self, case: Case, max_tokens: int) -> tuple[str, float]:
+        text, offset = case.text, case.offset
+        prefix = text[max(0, offset - RAW_PREFIX) : offset]
+        suffix = text[offset : offset + RAW_SUFFIX]
+        llm = self.llm
+        tokens = (
+            llm.tokenize(b"<|fim_prefix|>", add_bos=False, special=True)
+            + llm.tokenize(prefix.encode(), add_bos=False, special=False)
+            + llm.tokenize(b"<|fim_suffix|>", add_bos=False, special=True)
+            + llm.tokenize(suffix.encode(), add_bos=False, special=False)
+            + llm.tokenize(b"<|fim_middle|>", add_bos=False, special=True)
+        )
+        started = time.perf_counter()
+        out: list[int] = []
+        for token in llm.generate(tokens, temp=0.0, reset=True):
+            if llm.token_eos() == token or token in self._stops():
+                break
+            out.append(token)
+            text_out = llm.detokenize(out).decode(errors="replace")
+            if "\n" in text_out.lstrip("\n") or len(out) >= max_tokens:
+                break
+        ms = (time.perf_counter() - started) * 1000
+        return llm.detokenize(out).decode(errors="replace"), ms
+
+    def _stops(self) -> set[int]:
+        names = (b"<|endoftext|>", b"<|fim_pad|>", b"<|file_sep|>", b"<|im_end|>")
+        return {self.llm.tokenize(n, add_bos=False, special=True)[0] for n in names}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    cases: list[Case] = []
+    roots: dict[str, Path] = {}
+    for spec in args.packages:
+        package = fetch(spec)
+        roots[package.name] = package.parent
+        members, lines = find_cases(package, rng)
+        cases += members[: args.cases] + lines[: args.cases]
+    arms = {
+        "off": {"context": {"enabled": False}},
+        "defaults": {},
+        "warm": {},
+    }
+    results: dict[str, list[dict[str, Any]]] = {a: [] for a in (*arms, "raw")}
+    raw = Raw(args.model)
+    for package, root in roots.items():
+        eds: dict[str, Editor] = {}
+        async with (
+            editor(args.model, arms["off"], root) as eds["off"],
+            editor(args.model, arms["defaults"], root) as eds["defaults"],
+            editor(args.model, arms["warm"], root) as eds["warm"],
+        ):
+            for ed in eds.values():
+                await ed.wait_ready()
+                while "files" not in (await ed.status())["index"]:
+                    await asyncio.sleep(0.2)
+            for case in [c for c in cases if c.package == package]:
+                for arm, ed in eds.items():
+                    pause = args.pause if arm == "warm" else None
+                    text, ms, stats = await tandem_arm(ed, case, pause)
+                    results[arm].append(
+                        {"kind": case.kind, "ms": ms, "text": text,
+                         "contextTokens": stats.get("contextTokens", 0),
+                         "newPromptTokens": stats.get("newPromptTokens"),
+                         **score(case, text)}
+                    )  # fmt: skip
+                text, ms = raw.complete(case, 48)
+                results["raw"].append(
+                    {"kind": case.kind, "ms": ms, "text": text, **score(case, text)}
+                )
+                if args.verbose:
+                    got = {a: results[a][-1]["text"][:40] for a in results}
+                    print(case.kind, case.path.name, repr(case.expected[:40]), got)
+    return summarise(results, len(cases))
+
+
+def summarise(results: dict[str, list[dict[str, Any]]], n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"cases": n}
+    for arm, rows in results.items():
+        member = [r for r in rows if r["kind"] == "member"]
+        line = [r for r in rows if r["kind"] == "line"]
+        ms = [r["ms"] for r in rows]
+        out[arm] = {
+            "member_n": len(member),
+            "member_hit": _mean([r["hit"] for r in member]),
+            "line_n": len(line),
+            "line_em": _mean([r["em"] for r in line]),
+            "line_es": _mean([r["es"] for r in line]),
+            "p50_ms": round(median(ms)),
+            "p90_ms": round(percentile(ms, 0.9)),
+            "context_tokens_p50": median([r.get("contextTokens", 0) for r in rows]),
+        }
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return round(sum(values) / len(values), 3) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model",
+        default=str(CACHE / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+    )
+    parser.add_argument("--packages", nargs="+", default=list(PACKAGES))
+    parser.add_argument("--cases", type=int, default=10, help="per kind and package")
+    parser.add_argument("--pause", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    summary = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{summary['cases']} cases")
+    print(f"{'arm':10} {'member hit':>10} {'line EM':>8} {'line ES':>8} "
+          f"{'p50 ms':>7} {'p90 ms':>7} {'ctx tok':>7}")  # fmt: skip
+    for arm in ("off", "defaults", "warm", "raw"):
+        r = summary[arm]
+        print(f"{arm:10} {r['member_hit']:>10.3f} {r['line_em']:>8.3f} "
+              f"{r['line_es']:>8.3f} {r['p50_ms']:>7} {r['p90_ms']:>7} "
+              f"{r['context_tokens_p50']:>7}")  # fmt: skip
+    off, on = summary["off"], summary["defaults"]
+    if off["member_hit"]:
+        print(f"member hit rate, defaults / off: {on['member_hit'] / off['member_hit']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
