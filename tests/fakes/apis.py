@@ -105,9 +105,9 @@ class FakeApi:
                     pieces = ((piece.encode(), False) for piece in reply.raw)
                     self._stream(reply, pieces, "text/event-stream")
                 elif self.path == "/v1/messages":
-                    self._stream(
-                        reply, _anthropic_events(reply.texts), "text/event-stream"
-                    )
+                    events = _anthropic_events(reply.texts)
+                    pieces = ((event.encode(), text) for event, text in events)
+                    self._stream(reply, pieces, "text/event-stream")
                 elif self.path in ("/v1/chat/completions", "/v1/completions"):
                     usage = (seen.body.get("stream_options") or {}).get("include_usage")
                     self._stream(
@@ -179,52 +179,58 @@ def sse(name: str, data: object) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
-def _anthropic_events(texts: list[str]) -> Iterator[tuple[bytes, bool]]:
-    def event(name: str, data: dict[str, Any]) -> tuple[bytes, bool]:
-        return sse(name, data).encode(), name == "content_block_delta"
+def anthropic_events(texts: list[str]) -> list[str]:
+    """A well-formed streamed message of ``texts`` (tests splice bad events in)."""
+    return [event for event, _ in _anthropic_events(texts)]
 
-    yield event(
-        "message_start",
-        {
-            "type": "message_start",
-            "message": {
-                "id": "msg_01",
-                "type": "message",
-                "role": "assistant",
-                "content": [],
-                "model": "claude-test",
-                "usage": {"input_tokens": 25, "output_tokens": 1},
-            },
-        },
-    )
-    yield event(
-        "content_block_start",
-        {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        },
-    )
-    yield event("ping", {"type": "ping"})
-    for text in texts:
-        yield event(
-            "content_block_delta",
+
+def _anthropic_events(texts: list[str]) -> Iterator[tuple[str, bool]]:
+    yield (
+        sse(
+            "message_start",
             {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": text},
+                "type": "message_start",
+                "message": {
+                    "id": "msg_01",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": "claude-test",
+                    "usage": {"input_tokens": 25, "output_tokens": 1},
+                },
             },
-        )
-    yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
-    yield event(
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": len(texts)},
-        },
+        ),
+        False,
     )
-    yield event("message_stop", {"type": "message_stop"})
+    yield (
+        sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        False,
+    )
+    yield sse("ping", {"type": "ping"}), False
+    for text in texts:
+        delta = {"type": "text_delta", "text": text}
+        data = {"type": "content_block_delta", "index": 0, "delta": delta}
+        yield sse("content_block_delta", data), True
+    yield sse("content_block_stop", {"type": "content_block_stop", "index": 0}), False
+    yield (
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": len(texts)},
+            },
+        ),
+        False,
+    )
+    yield sse("message_stop", {"type": "message_stop"}), False
 
 
 def _openai_chunks(
