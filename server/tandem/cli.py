@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print JSON")
     doctor.add_argument(
+        "--model",
+        metavar="PATH",
+        help="check this GGUF (FIM family from its vocabulary, fit) instead of "
+        "the configured model",
+    )
+    doctor.add_argument(
         "--settings", metavar="JSON", help="the editor's tandem settings section"
     )
     key = sub.add_parser(
@@ -85,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError as e:
             raise SystemExit(f"tandem-ls: --settings is not JSON: {e}") from None
         settings, errors = build(layer)
-        found = doctor.report(settings)
+        model = Path(args.model) if args.model else None
+        found = doctor.report(settings, model=model)
         found["settings_errors"] = errors
         print(json.dumps(found, indent=2) if args.json else doctor.text(found))
         return 0 if found["llama_cpp"]["installed"] and found["model"]["found"] else 1

@@ -58,6 +58,11 @@ class LocalSettings:
         ),
     )
     """FIM prompt format: auto (from the model's vocabulary), a family, or none."""
+    prompt_chunk: int = attrs.field(default=128, validator=_positive)
+    """Prompt tokens evaluated between two checks for cancellation (any GPU too)."""
+    prefix_cache_mb: int = attrs.field(default=256, validator=_non_negative)
+    """Memory for the KV prefixes of recently used documents, so switching files
+    does not re-evaluate them; 0 turns it off."""
 
 
 @attrs.frozen

@@ -1,9 +1,11 @@
 """``tandem-ls doctor``: what this machine and configuration give the server.
 
-Nothing here loads a model: it reads versions, the llama.cpp build's
-capabilities, memory and GPU memory, where the model would come from, asks each
-configured remote backend whether it answers (never when offline; no generation,
-no code sent), and recommends a model size for this machine.
+Nothing here loads a model's weights: it reads versions, the llama.cpp build's
+capabilities, memory and GPU memory, where the model would come from and its FIM
+family (from its vocabulary alone, so a model too big for this machine is read
+too), asks each configured remote backend whether it answers (never when
+offline; no generation, no code sent), and recommends a model size for this
+machine.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -41,8 +44,14 @@ def _llama() -> dict[str, Any]:
     }
 
 
-def _model(settings: Settings, available: int | None) -> dict[str, Any]:
-    found = models.resolve(settings.local, offline=settings.offline)
+def _model(
+    settings: Settings, available: int | None, model: Path | None = None
+) -> dict[str, Any]:
+    found = (
+        models.Resolution(model.expanduser(), "argument")
+        if model is not None
+        else models.resolve(settings.local, offline=settings.offline)
+    )
     out: dict[str, Any] = {
         "source": found.source,
         "path": str(found.path) if found.path else None,
@@ -56,6 +65,8 @@ def _model(settings: Settings, available: int | None) -> dict[str, Any]:
         out.update(found=is_gguf, gguf=is_gguf, size=size)
         if available is not None:
             out["fits_in_ram"] = size * MODEL_RAM_FACTOR < available
+        if is_gguf:
+            out["fim"] = _fim(found.path)
     elif found.path is not None:
         out["message"] = f"{found.path} does not exist"
     elif found.needs_download:
@@ -64,6 +75,18 @@ def _model(settings: Settings, available: int | None) -> dict[str, Any]:
             "downloaded yet; the server downloads it when it starts"
         )
     return out
+
+
+def _fim(path: Path) -> dict[str, Any]:
+    """The model's FIM family, from a vocabulary-only load (no weights read)."""
+    try:
+        from tandem.backends import llama_vocab
+
+        return llama_vocab.describe(path)
+    except ImportError as e:
+        return {"error": f"llama-cpp-python is not installed ({e})"}
+    except (ValueError, RuntimeError, OSError) as e:
+        return {"error": f"llama.cpp cannot read its vocabulary: {e}"}
 
 
 def _vram() -> dict[str, int] | None:
@@ -180,8 +203,10 @@ def probe_backends(settings: Settings) -> dict[str, str] | str:
     return asyncio.run(_probe(settings))
 
 
-def report(settings: Settings, probe: bool = True) -> dict[str, Any]:
-    """The doctor's findings as plain data."""
+def report(
+    settings: Settings, probe: bool = True, model: Path | None = None
+) -> dict[str, Any]:
+    """The doctor's findings as plain data; ``model``: this GGUF, not the setting's."""
     memory = system.memory()
     llama = _llama()
     vram = _vram()
@@ -195,7 +220,7 @@ def report(settings: Settings, probe: bool = True) -> dict[str, Any]:
         "vram": vram,
         "llama_cpp": llama,
         "offline": settings.offline,
-        "model": _model(settings, memory["available"]),
+        "model": _model(settings, memory["available"], model),
         "backends": probe_backends(settings) if probe else "not checked",
         "recommended": recommend(
             cpus, memory["available"], bool(llama.get("gpu_offload")), vram
@@ -227,6 +252,18 @@ def text(found: dict[str, Any]) -> str:
             f"model: {model['path']} ({model['size'] / 1e6:.0f} MB, "
             f"from {model['source']}{fit})"
         )
+        fim = model.get("fim") or {}
+        if "error" in fim:
+            lines.append(f"FIM: unknown ({fim['error']})")
+        elif fim:
+            family = fim["fim_family"]
+            tokens = " ".join(fim["fim_tokens"])
+            lines.append(
+                f"FIM: {family} ({tokens}; {fim['architecture']}, {fim['name']})"
+                if family
+                else "FIM: none, completes from the text before the cursor "
+                f"({fim['architecture']}, {fim['name']})"
+            )
     else:
         lines.append(f"model: not found ({model['message'] or 'no model'})")
     if found.get("vram"):

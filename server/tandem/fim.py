@@ -8,7 +8,7 @@ never inject control tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import attrs
@@ -137,6 +137,12 @@ FORMATS: dict[str, FimFormat] = {
 _NO_FIM_ARCHS = frozenset({"llama", "smollm", "phi3", "mistral"})
 _CODE_MODEL_NAMES = ("code", "coder")
 
+FIM_ROLES = ("pre", "suf", "mid", "pad", "rep", "sep")
+"""The FIM token roles llama.cpp reports (``llama_vocab_fim_pre`` and so on)."""
+
+SPM_SPACE = "\u2581"
+"""SentencePiece's word-start mark: CodeLlama's FIM tokens are ``▁<PRE>`` etc."""
+
 
 def comment_block(context: Sequence[ContextFile], comment: str = "#") -> str:
     """Context as comments, for prompts without file markers."""
@@ -147,33 +153,134 @@ def comment_block(context: Sequence[ContextFile], comment: str = "#") -> str:
     return "\n".join(lines) + "\n\n" if lines else ""
 
 
-def detect(
-    has_token: Callable[[str], bool],
-    architecture: str = "",
-    model_name: str = "",
-    candidates: Sequence[FimFormat] = tuple(FORMATS.values()),
-) -> FimFormat | None:
-    """Pick the FIM format from the model's vocabulary and GGUF metadata.
+def _plain(text: str) -> str:
+    """A token text without SentencePiece's leading word mark, for comparison."""
+    return text.removeprefix(SPM_SPACE).strip()
 
-    ``has_token(text)`` says whether ``text`` is a single control token of the
-    model. Returns ``None`` for models without FIM: they complete from the
-    prefix alone.
+
+def vocab_text(text: str, has_token: Callable[[str], bool]) -> str | None:
+    """The vocabulary's own spelling of control token ``text``, if it has one.
+
+    SentencePiece vocabularies may carry it with the word mark (``▁<EOT>``).
     """
-    arch = architecture.lower()
-    name = model_name.lower()
-    for fmt in candidates:
-        if not all(has_token(t) for t in fmt.special_tokens):
+    for candidate in (text, SPM_SPACE + text):
+        if has_token(candidate):
+            return candidate
+    return None
+
+
+def _family(
+    reported: Mapping[str, str], has_token: Callable[[str], bool], arch: str
+) -> FimFormat | None:
+    """The table's family whose prefix/suffix/middle texts llama.cpp reported."""
+    found = tuple(_plain(reported[r]) for r in ("pre", "suf", "mid"))
+    for fmt in FORMATS.values():
+        if (fmt.prefix, fmt.suffix, fmt.middle) != found:
             continue
-        general = arch in _NO_FIM_ARCHS and fmt is not CODELLAMA
-        if general and not any(n in name for n in _CODE_MODEL_NAMES):
-            # A general chat model whose vocab happens to hold FIM tokens.
-            return None
         if fmt.prefix == "<|fim_prefix|>":
             # Qwen and CodeGemma share the FIM token texts; tell them apart.
             is_gemma = arch.startswith("gemma") or has_token("<|file_separator|>")
             return CODEGEMMA if is_gemma else QWEN
         return fmt
     return None
+
+
+def adapt(
+    fmt: FimFormat, reported: Mapping[str, str], has_token: Callable[[str], bool]
+) -> FimFormat | None:
+    """``fmt`` spelled in this vocabulary's own token texts; None if it lacks them.
+
+    ``reported`` maps FIM roles to the token texts llama.cpp found (they win);
+    the table supplies what llama.cpp does not say: file and repository
+    markers it does not know, and stop tokens.
+    """
+    texts: dict[str, str] = {}
+    for role, name in (("pre", "prefix"), ("suf", "suffix"), ("mid", "middle")):
+        ours: str = getattr(fmt, name)
+        theirs = reported.get(role)
+        text = (
+            theirs
+            if theirs is not None and _plain(theirs) == ours
+            else vocab_text(ours, has_token)
+        )
+        if text is None:
+            return None
+        texts[name] = text
+    markers: dict[str, str | None] = {}
+    for role, name in (("sep", "file_sep"), ("rep", "repo_name")):
+        ours_marker: str | None = getattr(fmt, name)
+        theirs = reported.get(role)
+        if ours_marker is None:
+            markers[name] = None
+        elif theirs is not None and _plain(theirs) == ours_marker:
+            markers[name] = theirs
+        else:
+            markers[name] = vocab_text(ours_marker, has_token)
+    stop = [t for s in fmt.stop if (t := vocab_text(s, has_token)) is not None]
+    stop += [reported[r] for r in ("pad", "rep", "sep") if r in reported]
+    return attrs.evolve(
+        fmt,
+        prefix=texts["prefix"],
+        suffix=texts["suffix"],
+        middle=texts["middle"],
+        file_sep=markers["file_sep"],
+        repo_name=markers["repo_name"] if markers["file_sep"] else None,
+        stop=tuple(dict.fromkeys(stop)),
+    )
+
+
+def detect(
+    reported: Mapping[str, str],
+    has_token: Callable[[str], bool],
+    architecture: str = "",
+    model_name: str = "",
+) -> FimFormat | None:
+    """Pick the FIM format from what llama.cpp says of the vocabulary.
+
+    ``reported`` maps the roles of ``FIM_ROLES`` to the token texts llama.cpp
+    found (``llama_vocab_fim_pre`` and so on); ``has_token(text)`` says whether
+    ``text`` is exactly one token of the vocabulary. The family table adds what
+    llama.cpp does not say: which family's markers and stop tokens go with
+    those tokens, and which architectures were never trained for FIM. A
+    vocabulary with FIM tokens of no known family gets a format of its own from
+    llama.cpp's tokens. Returns ``None`` for models without FIM: they complete
+    from the prefix alone.
+    """
+    arch = architecture.lower()
+    name = model_name.lower()
+    fmt: FimFormat | None
+    if all(r in reported for r in ("pre", "suf", "mid")):
+        fmt = _family(reported, has_token, arch) or FimFormat(
+            family=f"llama.cpp:{arch or 'unknown'}",
+            prefix=_plain(reported["pre"]),
+            suffix=_plain(reported["suf"]),
+            middle=_plain(reported["mid"]),
+            file_sep=_plain(reported["sep"]) if "sep" in reported else None,
+            repo_name=_plain(reported["rep"]) if "rep" in reported else None,
+        )
+    else:
+        # A llama.cpp that does not know this family's tokens: ask the table.
+        fmt = next(
+            (
+                f
+                for f in FORMATS.values()
+                if all(vocab_text(t, has_token) for t in f.special_tokens)
+            ),
+            None,
+        )
+        if fmt is not None and fmt.prefix == "<|fim_prefix|>":
+            fmt = _family(
+                {"pre": fmt.prefix, "suf": fmt.suffix, "mid": fmt.middle},
+                has_token,
+                arch,
+            )
+    if fmt is None:
+        return None
+    general = arch in _NO_FIM_ARCHS and fmt.family != CODELLAMA.family
+    if general and not any(n in name for n in _CODE_MODEL_NAMES):
+        # A general chat model whose vocab happens to hold FIM tokens.
+        return None
+    return adapt(fmt, reported, has_token)
 
 
 def by_name(name: str) -> FimFormat | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import llama_cpp
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
@@ -26,7 +27,9 @@ async def test_completes_function_body(client: LanguageClient) -> None:
     state = await status(client)
     assert state["model"]["state"] == "ready"
     assert state["model"]["fim_family"] == "qwen"
-    assert state["model"]["gpu_offload"] is False  # this CPU-only build
+    # Offloaded exactly when this llama.cpp build can (CPU-only or GPU build).
+    offloads = bool(llama_cpp.llama_supports_gpu_offload())
+    assert state["model"]["gpu_offload"] is offloads
     assert "ready" in state["summary"][1]
     assert "1 generated" in state["summary"][2]
 
@@ -101,6 +104,14 @@ async def test_utf16_positions(client: LanguageClient) -> None:
 @pytest.mark.slow
 async def test_cancel_during_prompt_eval(client: LanguageClient) -> None:
     # A long prompt takes seconds to evaluate on a CPU: cancel in the middle.
+    # No warm-up of the opened files: the request's own evaluation is cancelled.
+    client.set_configuration({"completion": {"warmUp": False}}, section="tandem")
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings=None)
+    )
+    # The server's state is polled: nothing here to wait on as an event.
+    while (await status(client))["settings"]["completion"].get("warm_up", False):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
     uri = "file:///work/project/long.py"
     body = "".join(
         f"def handler_{i}(request, value_{i}):\n"
@@ -111,6 +122,7 @@ async def test_cancel_during_prompt_eval(client: LanguageClient) -> None:
     warm = "file:///work/project/pal.py"
     open_doc(client, warm, PALINDROME)
     await complete(client, warm, CURSOR)  # the model is loaded
+    before = (await status(client))["backendCounters"]
 
     end = types.Position(line=180, character=4)
     doc = types.TextDocumentIdentifier(uri=uri)
@@ -122,7 +134,10 @@ async def test_cancel_during_prompt_eval(client: LanguageClient) -> None:
             msg_id=request_id,
         )
     )
-    await asyncio.sleep(1.0)  # debounce over, prompt evaluation under way
+    # Cancel once the prompt evaluation is under way (a chunk started).
+    chunks = before["prompt_chunks"]
+    while (await status(client))["backendCounters"]["prompt_chunks"] <= chunks:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=request_id))
     with pytest.raises(JsonRpcRequestCancelled):
         await future
@@ -132,7 +147,15 @@ async def test_cancel_during_prompt_eval(client: LanguageClient) -> None:
     open_doc(client, walk, "def square(x):\n    return ")
     assert "x" in await complete(client, walk, types.Position(line=1, character=11))
     state = await status(client)
-    assert state["backendCounters"]["prompt_aborts"] == 1
+    counters = state["backendCounters"]
+    # On a CPU the abort callback stops it inside the chunk under way (the stop
+    # flag, should the cancel land between two chunks); with GPU offload the
+    # callback is off and the flag stops it at the next chunk boundary.
+    aborts = counters["prompt_aborts"] - before["prompt_aborts"]
+    chunk_stops = counters["prompt_chunk_stops"] - before["prompt_chunk_stops"]
+    assert aborts + chunk_stops == 1
+    if not state["model"]["abort_callback"]:
+        assert chunk_stops == 1
     assert state["stats"]["generations_cancelled"] == 1
     assert state["stats"]["generations_completed"] == 2
 

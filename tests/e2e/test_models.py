@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +122,23 @@ async def test_no_model_one_clear_message(
         assert len(messages) == 1, messages
         assert expected in messages[0]
         assert "modelPath" in messages[0] or "GGUF" in messages[0]
+
+
+@pytest.mark.slow
+def test_doctor_names_the_fim_family_of_a_model_file(tmp_path: Path) -> None:
+    pytest.importorskip("gguf")
+    from tests import gguf_vocab
+
+    # An old CodeLlama GGUF (no FIM ids in its metadata), as TheBloke's are.
+    path = gguf_vocab.write("codellama", tmp_path / "codellama-7b.Q4_K_M.gguf", False)
+    done = subprocess.run(
+        [sys.executable, "-m", "tandem", "doctor", "--model", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    found = json.loads(done.stdout)
+    assert found["model"]["path"] == str(path)
+    assert found["model"]["fim"]["fim_family"] == "codellama"
+    assert found["model"]["fim"]["llama_cpp_fim"]["pre"] == "▁<PRE>"
+    assert "fits_in_ram" in found["model"] and found["recommended"]["size"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tandem import doctor
 from tandem.config import Settings, build
+from tandem.system import memory
 from tests.fakes.apis import serving
 
 GIB = 1024**3
@@ -51,6 +53,8 @@ def free_port() -> int:
 
 def test_probes_configured_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-doctor-key")
+    # The stand-in answers at once; a busy machine must not make it "no answer".
+    monkeypatch.setattr(doctor, "PROBE_TIMEOUT_S", 60.0)
     with serving() as api:
         found = doctor.report(
             settings(
@@ -94,3 +98,25 @@ def test_offline_probes_nothing() -> None:
     )
     assert found["backends"] == "not checked: offline"
     assert "backends: not checked: offline" in doctor.text(found)
+
+
+def test_model_too_big_for_ram_gets_its_fim_family_from_the_vocabulary(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    from tests import gguf_vocab
+
+    # CodeLlama's vocabulary in a file as big as a 70B model (sparse: no disk).
+    path = gguf_vocab.write("codellama", tmp_path / "codellama-70b.Q4_K_M.gguf", False)
+    with path.open("r+b") as f:
+        f.truncate(max(200 * GIB, 2 * (memory()["total"] or 0)))
+    found = doctor.report(settings({"offline": True}), probe=False, model=path)
+    model = found["model"]
+    assert model["source"] == "argument" and model["found"] is True
+    assert model["fits_in_ram"] is False
+    assert model["fim"]["fim_family"] == "codellama"
+    assert list(model["fim"]["fim_tokens"]) == ["▁<PRE>", "▁<SUF>", "▁<MID>"]
+    assert found["recommended"]["size"]
+    text = doctor.text(found)
+    assert "TOO BIG FOR RAM" in text and "FIM: codellama (▁<PRE> ▁<SUF> ▁<MID>" in text

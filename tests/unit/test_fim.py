@@ -34,7 +34,8 @@ VOCABS = {
         "<repo_name>",
         "<|endoftext|>",
     },
-    "codellama": {"<PRE>", "<SUF>", "<MID>", "<EOT>"},
+    # SentencePiece pieces with the word mark (CodeLlama-7b-hf tokenizer.json).
+    "codellama": {"▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"},
     "deepseek-coder": {
         *fim.DEEPSEEK.special_tokens,
         "<|EOT|>",
@@ -67,9 +68,45 @@ VOCABS = {
         pytest.param("llama3", "llama", "Llama 3.2 1B", None, id="llama3"),
     ],
 )
-def test_detect(vocab: str, arch: str, name: str, family: str | None) -> None:
-    found = fim.detect(VOCABS[vocab].__contains__, arch, name)
+def test_detect_from_the_table_when_llama_cpp_reports_nothing(
+    vocab: str, arch: str, name: str, family: str | None
+) -> None:
+    found = fim.detect({}, VOCABS[vocab].__contains__, arch, name)
     assert (found.family if found else None) == family
+    if found is not None:  # spelled as the vocabulary spells its tokens
+        assert set(found.special_tokens) <= VOCABS[vocab]
+        assert set(found.stop) <= VOCABS[vocab]
+
+
+def test_codellama_from_llama_cpp_uses_its_token_texts() -> None:
+    reported = {"pre": "▁<PRE>", "suf": "▁<SUF>", "mid": "▁<MID>"}
+    found = fim.detect(reported, VOCABS["codellama"].__contains__, "llama", "LLaMA v2")
+    assert found is not None and found.family == "codellama"
+    assert found.special_tokens == ("▁<PRE>", "▁<SUF>", "▁<MID>")
+    assert found.stop == ("▁<EOT>",)  # llama.cpp does not know this one as EOT
+    assert found.render("a", "b")[0] == Special("▁<PRE>")
+
+
+def test_unknown_family_reported_by_llama_cpp_gets_its_own_format() -> None:
+    # GLM-4.5's FIM tokens: llama.cpp knows them, our table does not.
+    reported = {
+        "pre": "<|code_prefix|>",
+        "suf": "<|code_suffix|>",
+        "mid": "<|code_middle|>",
+    }
+    found = fim.detect(reported, set(reported.values()).__contains__, "glm4moe", "GLM")
+    assert found is not None and found.family == "llama.cpp:glm4moe"
+    assert found.render("a", "b") == [
+        Special("<|code_prefix|>"),
+        "a",
+        Special("<|code_suffix|>"),
+        "b",
+        Special("<|code_middle|>"),
+    ]
+
+
+def test_requested_family_missing_from_the_vocabulary() -> None:
+    assert fim.adapt(fim.CODELLAMA, {}, VOCABS["qwen2.5-coder"].__contains__) is None
 
 
 def test_psm_layout_puts_cursor_text_last_and_file_marker_first() -> None:

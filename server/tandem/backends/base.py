@@ -91,6 +91,23 @@ class Backend(Protocol):
         ...
 
 
+class WarmableBackend(Protocol):
+    """A backend that can evaluate a prompt's stable part ahead of a request.
+
+    Optional: only the in-process llama.cpp backend has it. Callers look it up
+    with ``getattr(backend, "warm", None)`` and skip warm-ups without it.
+    """
+
+    async def warm(self, req: GenerateRequest) -> int:
+        """Evaluate ``req``'s prompt up to the FIM suffix marker into the KV cache.
+
+        No sampling. Returns the tokens newly evaluated (0: all cached). Runs
+        after the backend's other work, one job at a time; cancelling the
+        calling task stops it at the next prompt chunk (CancelledError).
+        """
+        ...
+
+
 class BackendError(Exception):
     """A backend failed; the message says what the user can do about it."""
 

@@ -2,9 +2,11 @@
 
 All llama.cpp work runs on one worker thread, so the event loop never blocks and
 requests are served one at a time on one KV cache (consecutive prompts that share a
-prefix skip re-evaluating it). Cancellation sets a per-job flag that llama.cpp's abort
-callback reads during prompt evaluation (it aborts ``llama_decode`` within
-milliseconds) and that the token loop checks between tokens.
+prefix skip re-evaluating it; the prefixes of a few recent documents are kept, see
+``llama_kv``). Cancellation sets a per-job flag, checked between prompt chunks of
+``promptChunk`` tokens (on every llama.cpp backend, GPUs included), between
+generated tokens, and, without GPU offload, by llama.cpp's abort callback inside a
+chunk (it aborts ``llama_decode`` within milliseconds).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from tandem import fim
+from tandem.backends import llama_kv, llama_vocab
 from tandem.backends.base import (
     BackendConfigError,
     BackendError,
@@ -38,6 +41,8 @@ from tandem.system import GIB, MODEL_RAM_FACTOR, memory_available
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+    from tandem.config import LocalSettings
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +60,28 @@ class LlamaCppOptions:
     n_ctx: int = 4096
     n_batch: int = 512
     fim_format: str = "auto"
+    prompt_chunk: int = 128
+    """Prompt tokens evaluated between two checks of the stop flag."""
+    abort_callback: bool | None = None
+    """llama.cpp's abort callback, which stops inside a chunk; None: only without
+    GPU offload (llama.cpp gives it to the CPU backend alone)."""
+    prefix_cache_mb: int = 256
+    """KV prefixes of recent documents kept, in MB; 0: none."""
+    calibrate: bool = True
+    """Measure the speed after loading (in the background, preempted by work)."""
+
+    @classmethod
+    def from_settings(cls, local: LocalSettings, model_path: str) -> LlamaCppOptions:
+        """The options ``settings.local`` gives, for the model at ``model_path``."""
+        return cls(
+            model_path=model_path,
+            n_gpu_layers=local.n_gpu_layers,
+            n_threads=local.n_threads,
+            n_ctx=local.n_ctx,
+            fim_format=local.fim_format,
+            prompt_chunk=local.prompt_chunk,
+            prefix_cache_mb=local.prefix_cache_mb,
+        )
 
 
 @attrs.frozen
@@ -71,16 +98,19 @@ class ModelInfo:
     n_gpu_layers: int
     n_threads: int
     load_ms: float
+    abort_callback: bool = False
+    """Whether llama.cpp's abort callback is installed (see LlamaCppOptions)."""
+    prompt_chunk: int = 0
     prompt_tps: float = 0.0
-    """Prompt tokens evaluated per second, measured right after loading."""
+    """Prompt tokens evaluated per second, measured after loading (0: not yet)."""
     gen_tps: float = 0.0
-    """Tokens generated per second, measured right after loading."""
+    """Tokens generated per second, measured after loading (0: not yet)."""
 
 
 _llama_logger = logging.getLogger("tandem.llama_cpp")
 
 
-def _route_llama_log() -> None:
+def route_llama_log() -> None:
     """Send llama.cpp's own log lines to our logger at debug level, not stderr.
 
     Its failures reach us as exceptions; its "errors" include routine KV-cache
@@ -136,26 +166,50 @@ def check_gguf(path: Path) -> None:
         raise BackendConfigError(f"{path} is not a GGUF model file")
 
 
-def check_fits(path: Path, on_gpu: bool, available: int | None) -> None:
+_LOAD_LOCK = threading.Lock()
+"""One model load at a time in this process, so each RAM check sees the last."""
+_RESIDENT: dict[int, int] = {}
+"""Bytes of model file mapped into RAM, per loaded backend (id) in this process."""
+
+
+def resident_bytes() -> int:
+    """RAM held by the models this process has loaded (without GPU offload).
+
+    Their weights are memory-mapped file pages, which the system still counts
+    as available memory; a second model must not count on them.
+    """
+    return sum(_RESIDENT.values())
+
+
+def check_fits(
+    path: Path, on_gpu: bool, available: int | None, resident: int = 0
+) -> None:
     """Refuse, before loading, a model that cannot fit in free RAM.
 
     Loading it anyway would swap the machine to a halt (or get the editor's
-    process killed). With GPU offload the weights go to the GPU: not checked.
+    process killed). ``resident``: RAM the models already loaded here hold.
+    With GPU offload the weights go to the GPU: not checked.
     """
     if on_gpu or available is None:
         return
     need = path.stat().st_size * MODEL_RAM_FACTOR
+    available -= resident
     if need > available:
+        held = (
+            f" (models loaded already hold {resident / GIB:.1f} GB)" if resident else ""
+        )
         raise BackendConfigError(
             f"{path.name} needs about {need / GIB:.1f} GB of RAM and "
-            f"{available / GIB:.1f} GB is free. As a rule of thumb a 7B model needs "
-            "~8 GB, 13B ~16 GB, 70B 64 GB or more (or a GPU). Set "
+            f"{max(available, 0) / GIB:.1f} GB is free{held}. As a rule of thumb "
+            "a 7B model needs ~8 GB, 13B ~16 GB, 70B 64 GB or more (or a GPU). Set "
             "tandem.local.modelPath to a smaller GGUF (`tandem-ls doctor` recommends "
             "a size and quantisation for this machine)."
         )
 
 
-CALIBRATION_PROMPT = 64
+CALIBRATION_PROMPT = 256
+"""Prompt tokens of the speed calibration: the length of a typical prompt."""
+CALIBRATION_CHUNK = 64
 CALIBRATION_TOKENS = 8
 _CALIBRATION = """\
 def merge_intervals(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -176,13 +230,27 @@ class LlamaCppCounters:
 
     runs: int = 0
     prompt_aborts: int = 0
-    """Requests stopped by the abort callback while the prompt was evaluated."""
+    """Jobs stopped by llama.cpp's abort callback inside a prompt chunk."""
+    prompt_chunk_stops: int = 0
+    """Jobs stopped by the stop flag at a boundary between prompt chunks."""
+    prompt_chunks: int = 0
+    """Prompt chunks started (warm-ups and calibration included)."""
     generation_stops: int = 0
     """Requests stopped between tokens (cancelled, or the engine had enough)."""
     prompt_tokens: int = 0
     cached_tokens: int = 0
     """Prompt tokens found in the KV cache and not evaluated again."""
     generated_tokens: int = 0
+    warm_runs: int = 0
+    """Warm-ups that ran to the end."""
+    warm_tokens: int = 0
+    """Tokens warm-ups evaluated into the KV cache."""
+    states_saved: int = 0
+    """KV prefixes saved when the cache switched to another document."""
+    states_restored: int = 0
+    """Saved KV prefixes brought back for a job."""
+    restored_tokens: int = 0
+    """Prompt tokens served by restored prefixes (also in cached_tokens)."""
 
 
 class LlamaCppBackend:
@@ -195,8 +263,9 @@ class LlamaCppBackend:
         self.info: ModelInfo | None = None
         self.counters = LlamaCppCounters()
         self._llm: Llama | None = None
+        self._kv: llama_kv.KvCache | None = None
         self._fim: fim.FimFormat | None = None
-        self._special_ids: dict[str, int] = {}
+        self._fim_ids: dict[str, int] = {}
         self._stop_ids: frozenset[int] = frozenset()
         self._prefix_bos: list[int] = []
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -205,14 +274,20 @@ class LlamaCppBackend:
         self._load_future: asyncio.Future[ModelInfo] | None = None
         self._abort_flag: threading.Event | None = None
         self._abort_cb: Any = None  # keeps the ctypes callback alive
+        self._calibration_stop = threading.Event()
         self._closed = False
+        self._freed = False
         self._chat_format: Any = None
         self._template_has_bos = False
 
     # -- loading ---------------------------------------------------------------
 
     async def load(self) -> ModelInfo:
-        """Load the model once (on the worker thread); later calls wait for it."""
+        """Load the model once (on the worker thread); later calls wait for it.
+
+        The speed calibration runs next on the worker, in the background: the
+        model is ready before it ends, and any job preempts it.
+        """
         if self._closed:
             raise BackendUnavailable("the local backend was shut down")
         if self._load_future is None:
@@ -220,23 +295,33 @@ class LlamaCppBackend:
             self._load_future = asyncio.ensure_future(
                 loop.run_in_executor(self._executor, self._load)
             )
+            if self.options.calibrate:
+                calibrating = loop.run_in_executor(self._executor, self._calibrate)
+                calibrating.add_done_callback(_consume_exception)
         return await asyncio.shield(self._load_future)
 
     @property
     def loaded(self) -> bool:
         """Whether the model is in memory."""
-        return self._llm is not None
+        return self._llm is not None and not self._closed
 
     def _load(self) -> ModelInfo:
+        with _LOAD_LOCK:
+            return self._load_locked()
+
+    def _load_locked(self) -> ModelInfo:
         import llama_cpp
 
+        if self._closed:
+            raise BackendUnavailable("the local backend was shut down")
         path = Path(self.options.model_path).expanduser()
         check_gguf(path)
         n_gpu, supported = gpu_layers(self.options.n_gpu_layers)
-        check_fits(path, supported and n_gpu != 0, memory_available())
+        on_gpu = supported and n_gpu != 0
+        check_fits(path, on_gpu, memory_available(), resident_bytes())
         threads = self.options.n_threads or default_threads()
         started = time.perf_counter()
-        _route_llama_log()
+        route_llama_log()
         chatter = io.StringIO()
         try:
             # verbose=False would make llama-cpp-python dup2() fds 1 and 2 to
@@ -261,26 +346,31 @@ class LlamaCppBackend:
             ) from e
         finally:
             logger.debug("llama-cpp-python: %s", chatter.getvalue().strip())
+        if self._is_closed():  # aclose() came while loading: free it now
+            llm.close()
+            raise BackendUnavailable("the local backend was shut down")
         llm.verbose = False  # no per-request prints from here on
         load_ms = (time.perf_counter() - started) * 1000
+        if not on_gpu:
+            _RESIDENT[id(self)] = path.stat().st_size
         self._llm = llm
-        self._install_abort_callback(llm)
+        callback = (
+            self.options.abort_callback
+            if self.options.abort_callback is not None
+            else not on_gpu
+        )
+        if callback:
+            self._install_abort_callback(llm)
+        self._kv = llama_kv.KvCache(
+            llm,
+            self.counters,
+            self.options.prompt_chunk,
+            self.options.prefix_cache_mb << 20,
+        )
         meta = llm.metadata
         arch = meta.get("general.architecture", "")
         name = meta.get("general.name", path.stem)
-        if self.options.fim_format == "auto":
-            self._fim = fim.detect(self._has_token, arch, name)
-        else:
-            self._fim = fim.by_name(self.options.fim_format)
-            if self._fim and not all(map(self._has_token, self._fim.special_tokens)):
-                raise BackendConfigError(
-                    f"fimFormat {self.options.fim_format!r} does not match the "
-                    f"vocabulary of {path.name}"
-                )
-        stop_texts = self._fim.stop if self._fim else ()
-        self._stop_ids = frozenset(
-            self._special_ids[t] for t in stop_texts if self._has_token(t)
-        )
+        self._detect_fim(llm, arch, name, path)
         self._prefix_bos = llm.tokenize(b"", add_bos=True, special=False)
         template = meta.get("tokenizer.chat_template")
         if template:
@@ -300,51 +390,114 @@ class LlamaCppBackend:
             fim_family=self._fim.family if self._fim else None,
             n_ctx=llm.n_ctx(),
             n_ctx_train=llm._model.n_ctx_train(),
-            gpu_offload=supported and n_gpu != 0,
+            gpu_offload=on_gpu,
             n_gpu_layers=n_gpu,
             n_threads=threads,
             load_ms=load_ms,
-            **self._calibrate(llm),
+            abort_callback=callback,
+            prompt_chunk=self._kv.chunk,
         )
         logger.info(
             "loaded %s (%s, FIM %s) in %.0f ms, GPU offload %s, %d threads, "
-            "%.0f prompt tokens/s, %.0f generated tokens/s",
+            "prompt chunks of %d tokens, abort callback %s",
             path.name,
             arch,
             self.info.fim_family or "off",
             load_ms,
-            "on" if self.info.gpu_offload else "off",
+            "on" if on_gpu else "off",
             threads,
-            self.info.prompt_tps,
-            self.info.gen_tps,
+            self._kv.chunk,
+            "on" if callback else "off",
         )
         return self.info
 
-    def _calibrate(self, llm: Llama) -> dict[str, float]:
-        """Time a short prompt and a few tokens: the speed the engine starts from."""
-        tokens = self._prefix_bos + self.tokenize(_CALIBRATION)[:CALIBRATION_PROMPT]
-        started = time.perf_counter()
-        first = started
-        n = 0
-        for _ in llm.generate(tokens, temp=0.0, reset=True):
-            n += 1
-            if n == 1:
-                first = time.perf_counter()
-            if n > CALIBRATION_TOKENS:
-                break
-        done = time.perf_counter()
-        if n < 2 or first <= started or done <= first:
-            return {}
-        return {
-            "prompt_tps": len(tokens) / (first - started),
-            "gen_tps": (n - 1) / (done - first),
-        }
+    def _is_closed(self) -> bool:
+        """Whether aclose() was called (read again: another task may set it)."""
+        return self._closed
+
+    def _detect_fim(self, llm: Llama, arch: str, name: str, path: Path) -> None:
+        """FIM format and token ids from llama.cpp's vocabulary, and stop ids."""
+        requested = self.options.fim_format
+        found = llama_vocab.detect(
+            llama_vocab.Vocabulary(llm._model), arch, name, requested
+        )
+        if found.format is None and requested not in ("auto", "none"):
+            raise BackendConfigError(
+                f"fimFormat {requested!r} does not match the vocabulary of {path.name}"
+            )
+        self._fim = found.format
+        self._fim_ids = found.ids
+        stop_texts = self._fim.stop if self._fim else ()
+        self._stop_ids = frozenset(found.ids[t] for t in stop_texts if t in found.ids)
+
+    def _calibrate(self) -> None:
+        """Worker: time a prompt of typical length and a few generated tokens.
+
+        The speed the engine starts from; it smooths with every request after.
+        Evaluated in chunks; any job submitted meanwhile stops it at the next
+        chunk (what was measured by then is kept).
+        """
+        llm, kv, stop = self._llm, self._kv, self._calibration_stop
+        if llm is None or kv is None or self.info is None or stop.is_set():
+            return
+        text = self.tokenize(_CALIBRATION)
+        body = (text * (CALIBRATION_PROMPT // max(1, len(text)) + 1))[
+            :CALIBRATION_PROMPT
+        ]
+        tokens = self._prefix_bos + body
+        found: dict[str, float] = {}
+        try:
+            started = time.perf_counter()
+            first = min(CALIBRATION_CHUNK, len(tokens))
+            llm.eval(tokens[:first])
+            self.counters.prompt_chunks += 1
+            prompt_s = time.perf_counter() - started
+            done = first
+            # A few tokens right away: generation speed needs no long prompt.
+            started = time.perf_counter()
+            n = 0
+            for _ in llm.generate(tokens[:first], temp=0.0, reset=True):
+                n += 1
+                if n > CALIBRATION_TOKENS:
+                    break
+            gen_s = time.perf_counter() - started
+            if n > 1 and gen_s > 0:
+                found["gen_tps"] = n / gen_s
+            # Then the rest of the prompt, behind what the first chunk left.
+            llm.n_tokens = first
+            llm._ctx.kv_cache_seq_rm(-1, first, -1)
+            for start in range(first, len(tokens), CALIBRATION_CHUNK):
+                if stop.is_set():
+                    break
+                t0 = time.perf_counter()
+                llm.eval(tokens[start : start + CALIBRATION_CHUNK])
+                self.counters.prompt_chunks += 1
+                prompt_s += time.perf_counter() - t0
+                done = min(start + CALIBRATION_CHUNK, len(tokens))
+            if prompt_s > 0:
+                found["prompt_tps"] = done / prompt_s
+        finally:
+            # Calibration text is no prefix of anything: start the cache empty.
+            llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+            llm.n_tokens = 0
+        if found and self.info is not None:
+            self.info = attrs.evolve(
+                self.info,
+                prompt_tps=found.get("prompt_tps", 0.0),
+                gen_tps=found.get("gen_tps", 0.0),
+            )
+            logger.info(
+                "measured %.0f prompt tokens/s (%d tokens), %.0f generated tokens/s",
+                self.info.prompt_tps,
+                done,
+                self.info.gen_tps,
+            )
 
     @property
     def calibration(self) -> tuple[float, float] | None:
-        """(prompt tokens/s, generated tokens/s) measured at load."""
+        """(prompt tokens/s, generated tokens/s) measured after loading."""
         info = self.info
-        if info is None or not info.prompt_tps:
+        if info is None or not info.prompt_tps or not info.gen_tps:
             return None
         return info.prompt_tps, info.gen_tps
 
@@ -364,17 +517,6 @@ class LlamaCppBackend:
             return ""
         piece: object = self._llm._model.token_get_text(token)
         return piece if isinstance(piece, str) else ""
-
-    def _has_token(self, text: str) -> bool:
-        """Whether ``text`` is one control token of the model (remembering its id)."""
-        if text in self._special_ids:
-            return True
-        assert self._llm is not None
-        ids = self._llm.tokenize(text.encode(), add_bos=False, special=True)
-        if len(ids) != 1:
-            return False
-        self._special_ids[text] = ids[0]
-        return True
 
     # -- prompts -----------------------------------------------------------------
 
@@ -404,9 +546,7 @@ class LlamaCppBackend:
             parts = [fim.comment_block(req.context, req.comment) + req.prompt]
             prefix_piece = 0
         pieces = [
-            [self._special_ids[p.text]]
-            if isinstance(p, fim.Special)
-            else self.tokenize(p)
+            [self._fim_ids[p.text]] if isinstance(p, fim.Special) else self.tokenize(p)
             for p in parts
         ]
         limit = self._llm.n_ctx() - req.max_tokens - len(self._prefix_bos)
@@ -464,8 +604,63 @@ class LlamaCppBackend:
         stats = stats or GenerationStats()
         return self._stream(_Job(tokens, req.max_tokens, req.temperature, (), stats))
 
+    async def warm(self, req: GenerateRequest) -> int:
+        """Evaluate the stable part of ``req``'s prompt into the KV cache.
+
+        The tokens of ``prompt_tokens(req)`` before the FIM suffix marker (all of
+        them for prefix-only prompts), no sampling, on the worker thread after
+        any job before it. Returns how many tokens were newly evaluated (0: all
+        cached already). Cancelling the calling task stops it at the next chunk
+        (or inside one, where the abort callback is on) and raises
+        ``CancelledError``. A following completion of the same document then
+        reuses those tokens.
+        """
+        await self.load()
+        self._calibration_stop.set()
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        done = loop.run_in_executor(self._executor, self._warm, req, stop)
+        done.add_done_callback(_consume_exception)
+        try:
+            evaluated = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        if evaluated is None:  # stopped, though not by us: the backend closed
+            raise BackendUnavailable("the local backend was shut down")
+        return evaluated
+
+    def _warm(self, req: GenerateRequest, stop: threading.Event) -> int | None:
+        """Worker: evaluate the prompt up to the suffix marker; None if stopped."""
+        kv = self._kv
+        if stop.is_set() or self._closed or kv is None:
+            return None
+        self._abort_flag = stop
+        try:
+            tokens = self.prompt_tokens(req)
+            upto = len(tokens)
+            if self._fim is not None and req.suffix is not None:
+                marker = self._fim_ids[self._fim.suffix]
+                upto = tokens.index(marker) if marker in tokens else upto
+            kv.switch_to(tokens[:upto])
+            evaluated = kv.evaluate(tokens, upto, stop)
+        except llama_kv.Stopped:
+            self.counters.prompt_chunk_stops += 1
+            return None
+        except RuntimeError as e:
+            if stop.is_set():  # llama_decode aborted by our callback
+                self.counters.prompt_aborts += 1
+                return None
+            raise BackendError(f"llama.cpp failed: {e}") from e
+        finally:
+            self._abort_flag = None
+        self.counters.warm_runs += 1
+        self.counters.warm_tokens += evaluated
+        return evaluated
+
     async def _stream(self, job: _Job) -> AsyncGenerator[str, None]:
         await self.load()
+        self._calibration_stop.set()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
@@ -491,13 +686,12 @@ class LlamaCppBackend:
         self, job: _Job, stop: threading.Event, emit: Callable[[object], None]
     ) -> None:
         """Worker thread: evaluate the prompt and sample tokens until done."""
-        if stop.is_set():
+        llm, kv = self._llm, self._kv
+        if stop.is_set() or self._closed or llm is None or kv is None:
             emit(_DONE)
             return
         from llama_cpp import llama_vocab_is_eog as is_eog
 
-        llm = self._llm
-        assert llm is not None
         vocab = llm._model.vocab
         self._abort_flag = stop
         counters = self.counters
@@ -506,16 +700,16 @@ class LlamaCppBackend:
         stats = job.stats
         try:
             tokens = job.tokens()
-            cached = 0
-            for a, b in zip(llm._input_ids, tokens, strict=False):
-                if a != b:
-                    break
-                cached += 1
+            kv.switch_to(tokens)
+            cached = min(llama_kv.common_prefix(kv.tokens, tokens), len(tokens) - 1)
             stats.prompt_tokens = len(tokens)
-            stats.cached_tokens = min(cached, len(tokens) - 1)
+            stats.cached_tokens = cached
             counters.prompt_tokens += stats.prompt_tokens
             counters.cached_tokens += stats.cached_tokens
             started = time.perf_counter()
+            # All but the last token in chunks, checking the stop flag between
+            # them; generate() finds them cached and evaluates the last one.
+            kv.evaluate(tokens, len(tokens) - 1, stop)
             generated: list[int] = []
             emitted = ""
             for token in llm.generate(
@@ -546,6 +740,10 @@ class LlamaCppBackend:
             if first_token_at is not None:
                 stats.generation_ms = (time.perf_counter() - first_token_at) * 1000
             emit(_DONE)
+        except llama_kv.Stopped:
+            counters.prompt_chunk_stops += 1
+            logger.debug("prompt evaluation stopped between chunks")
+            emit(_DONE)
         except RuntimeError as e:
             if stop.is_set():  # llama_decode aborted by our callback
                 if first_token_at is None:
@@ -563,15 +761,33 @@ class LlamaCppBackend:
         finally:
             self._abort_flag = None
 
+    async def drained(self) -> None:
+        """Wait until the worker has finished every job submitted before."""
+        if not self._freed:
+            await asyncio.get_running_loop().run_in_executor(self._executor, _nothing)
+
     async def aclose(self) -> None:
-        """Stop work and free the model."""
+        """Stop work and free the model; a load under way is waited for and freed."""
         self._closed = True
-        llm, self._llm = self._llm, None
+        self._calibration_stop.set()
         if self._abort_flag is not None:
             self._abort_flag.set()
+        if self._freed:
+            return
+        self._freed = True
+        if self._load_future is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._load_future)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, _close_llama, llm)
+        await loop.run_in_executor(self._executor, self._free)
         self._executor.shutdown(wait=False)
+
+    def _free(self) -> None:
+        """Worker: drop the model (after any job still queued has seen _closed)."""
+        llm, self._llm, self._kv = self._llm, None, None
+        _RESIDENT.pop(id(self), None)
+        if llm is not None:
+            llm.close()
 
 
 @attrs.frozen
@@ -586,9 +802,8 @@ class _Job:
     stats: GenerationStats
 
 
-def _close_llama(llm: Llama | None) -> None:
-    if llm is not None:
-        llm.close()
+def _nothing() -> None:
+    """A no-op job: when it runs, the jobs before it are done."""
 
 
 def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
@@ -596,6 +811,6 @@ def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def _consume_exception(fut: asyncio.Future[None]) -> None:
+def _consume_exception(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and (exc := fut.exception()) is not None:
         logger.error("llama.cpp worker failed", exc_info=exc)

@@ -1,0 +1,219 @@
+"""The llama.cpp backend in process with the real Qwen 0.5B model: cancellation at
+chunk boundaries and by the abort callback, warm-ups, the KV prefixes of recent
+documents, and model loads that are closed or do not fit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import attrs
+import pytest
+
+from tandem.backends import llama_cpp
+from tandem.backends.base import (
+    BackendConfigError,
+    BackendUnavailable,
+    GenerateRequest,
+    GenerationStats,
+)
+from tandem.backends.llama_cpp import LlamaCppBackend, LlamaCppOptions
+from tandem.context.builder import ContextFile
+from tests.models import qwen_model
+
+pytestmark = pytest.mark.slow
+
+
+def options(**kw: Any) -> LlamaCppOptions:
+    """Options for the test model; no background calibration unless asked."""
+    kw.setdefault("calibrate", False)
+    kw.setdefault("n_ctx", 2048)
+    return LlamaCppOptions(model_path=str(qwen_model()), **kw)
+
+
+@contextlib.asynccontextmanager
+async def backend(**kw: Any) -> AsyncIterator[LlamaCppBackend]:
+    """A loaded backend, closed afterwards."""
+    b = LlamaCppBackend(options(**kw))
+    try:
+        await b.load()
+        yield b
+    finally:
+        await b.aclose()
+
+
+def long_request(n: int = 15, path: str = "long.py") -> GenerateRequest:
+    """A prompt of some hundred tokens (n=15: about 450)."""
+    body = "".join(
+        f"def handler_{i}(request, value_{i}):\n"
+        f"    return request.process(value_{i} * {i}, name='handler_{i}')\n\n"
+        for i in range(n)
+    )
+    return GenerateRequest(
+        prompt=body + "def main():\n    ",
+        suffix="\n",
+        max_tokens=8,
+        path=path,
+    )
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Yield to the loop until ``check()`` holds (no time bound: no clock).
+
+    The worker thread moves the counters; it has no event to wait on.
+    """
+    while not check():  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+
+
+async def drain(stream: Any) -> str:
+    return "".join([chunk async for chunk in stream])
+
+
+async def test_cancel_mid_prompt_stops_at_a_chunk_boundary() -> None:
+    # Without the abort callback (as on a GPU), only the chunk loop can stop it.
+    async with backend(prompt_chunk=16, abort_callback=False) as b:
+        assert b.info is not None and b.info.abort_callback is False
+        req = long_request()
+        n_prompt = len(b.prompt_tokens(req))
+        counters = b.counters
+        task = asyncio.create_task(drain(b.generate(req)))
+        await until(lambda: counters.prompt_chunks >= 2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await b.drained()
+        assert counters.prompt_chunk_stops == 1
+        assert counters.prompt_aborts == 0
+        kv = b._kv
+        assert kv is not None
+        evaluated = len(kv.tokens)
+        assert 32 <= evaluated < n_prompt - 1  # stopped mid-prompt
+        assert evaluated % 16 == 0  # ... at a chunk boundary
+        assert counters.prompt_chunks == evaluated // 16
+        # The worker goes on serving, reusing what was evaluated.
+        stats = GenerationStats()
+        await drain(b.generate(req, stats))
+        assert stats.cached_tokens == evaluated
+        assert counters.prompt_chunk_stops == 1
+
+
+async def test_abort_callback_stops_inside_a_chunk() -> None:
+    async with backend(prompt_chunk=512, abort_callback=True) as b:
+        assert b.info is not None and b.info.abort_callback is True
+        counters = b.counters
+        task = asyncio.create_task(drain(b.generate(long_request())))
+        await until(lambda: counters.prompt_chunks >= 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await b.drained()
+        assert counters.prompt_aborts == 1
+        assert counters.prompt_chunk_stops == 0
+        kv = b._kv
+        assert kv is not None and len(kv.tokens) == 0  # the first chunk never ended
+
+
+async def test_warm_evaluates_the_prefix_the_completion_then_reuses() -> None:
+    async with backend() as b:
+        req = long_request(8)
+        tokens = b.prompt_tokens(req)
+        suffix_at = tokens.index(b._fim_ids["<|fim_suffix|>"])
+        assert await b.warm(req) == suffix_at
+        assert await b.warm(req) == 0  # cached already
+        assert b.counters.warm_runs == 2
+        # The user typed on: the same file, a few more characters at the cursor.
+        typed = attrs.evolve(req, prompt=req.prompt + "ret")
+        stats = GenerationStats()
+        await drain(b.generate(typed, stats))
+        assert stats.cached_tokens >= suffix_at - 4
+        assert stats.prompt_tokens - stats.cached_tokens < 16
+
+
+async def test_warm_is_cancelled_at_a_chunk_boundary() -> None:
+    async with backend(prompt_chunk=16, abort_callback=False) as b:
+        counters = b.counters
+        task = asyncio.create_task(b.warm(long_request()))
+        await until(lambda: counters.prompt_chunks >= 2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await b.drained()
+        assert counters.prompt_chunk_stops == 1
+        assert counters.warm_runs == 0
+
+
+def document(name: str, n: int) -> GenerateRequest:
+    """A file of its own: context, path and text differ from the first token."""
+    body = "".join(
+        f"def {name}_{i}(x):\n    return x * {i} + len('{name}')\n\n" for i in range(n)
+    )
+    context = (ContextFile(f"{name}_util.py", f"def {name}_helper():\n    pass\n"),)
+    return GenerateRequest(
+        prompt=body + "def main():\n    ",
+        suffix="\n",
+        max_tokens=4,
+        path=f"{name}.py",
+        context=context,
+    )
+
+
+@pytest.mark.parametrize("cache_mb", [64, 0], ids=["kept", "off"])
+async def test_switching_files_restores_the_previous_prefix(cache_mb: int) -> None:
+    async with backend(prefix_cache_mb=cache_mb) as b:
+        a, other = document("alpha", 12), document("beta", 12)
+        await drain(b.generate(a))
+        await drain(b.generate(other))
+        stats = GenerationStats()
+        await drain(b.generate(a, stats))
+        counters = b.counters
+        if cache_mb:
+            assert counters.states_saved >= 1 and counters.states_restored == 1
+            assert stats.cached_tokens == stats.prompt_tokens - 1
+            assert counters.restored_tokens >= stats.cached_tokens
+        else:
+            assert counters.states_saved == counters.states_restored == 0
+            assert stats.cached_tokens < 8  # both files cold again
+
+
+async def test_aclose_during_load_waits_and_frees_the_model() -> None:
+    b = LlamaCppBackend(options())
+    loading = asyncio.create_task(b.load())
+    await asyncio.sleep(0)  # the load is submitted to the worker
+    await b.aclose()
+    assert not b.loaded and b._llm is None
+    assert llama_cpp.resident_bytes() == 0
+    with pytest.raises((BackendUnavailable, asyncio.CancelledError)):
+        await loading
+    with pytest.raises(BackendUnavailable):
+        await b.load()
+
+
+async def test_ram_check_counts_the_models_already_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    size = qwen_model().stat().st_size
+    # RAM for one copy of the model and a little more, not for two.
+    monkeypatch.setattr(llama_cpp, "memory_available", lambda: int(size * 1.5))
+    async with backend() as first:
+        assert llama_cpp.resident_bytes() == size
+        second = LlamaCppBackend(options())
+        with pytest.raises(BackendConfigError, match="loaded already hold"):
+            await second.load()
+        await second.aclose()
+        assert first.loaded
+    assert llama_cpp.resident_bytes() == 0
+    async with backend():  # room again once the first is closed
+        pass
+
+
+async def test_calibration_runs_after_loading() -> None:
+    async with backend(calibrate=True) as b:
+        await b.drained()
+        assert b.calibration is not None
+        prompt_tps, gen_tps = b.calibration
+        assert prompt_tps > 0 and gen_tps > 0
+        assert b.counters.prompt_chunks >= llama_cpp.CALIBRATION_PROMPT // 64
+        assert b._kv is not None and b._kv.tokens == []  # left empty for real work
