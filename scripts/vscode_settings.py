@@ -41,6 +41,37 @@ SECTIONS: dict[str, tuple[str, type[Any] | None]] = {
     "anthropic": ("Anthropic", config.AnthropicSettings),
 }
 
+# Where a setting may be set (VS Code's configuration scopes). Settings that decide
+# where code and keys go are ``machine`` (user or remote settings only): a
+# repository's .vscode/settings.json cannot change them, so opening a repository
+# cannot redirect a key or turn escalation on. The key variables and the hosts
+# confirmed to receive keys are ``application`` (user settings only). The rest keep
+# VS Code's default (``window``).
+SECTION_SCOPES: dict[str, str] = {
+    "routing": "machine",
+    "privacy": "machine",
+    "ollama": "machine",
+    "openai": "machine",
+    "anthropic": "machine",
+}
+SETTING_SCOPES: dict[str, str] = {
+    "tandem.offline": "machine",
+    "tandem.local.modelRepo": "machine",
+    "tandem.local.modelFile": "machine",
+    "tandem.local.allowDownload": "machine",
+    "tandem.openai.apiKeyEnv": "application",
+    "tandem.anthropic.apiKeyEnv": "application",
+    "tandem.privacy.confirmedHosts": "application",
+}
+
+
+def scope(key: str) -> str | None:
+    """The VS Code scope of setting ``key`` (None: VS Code's default)."""
+    if key in SETTING_SCOPES:
+        return SETTING_SCOPES[key]
+    return SECTION_SCOPES.get(key.split(".")[1])
+
+
 # Settings of the extension itself: how it starts the server. They never reach
 # the server's settings tree (``server`` and ``trace`` are client keys there).
 CLIENT_SETTINGS: dict[str, dict[str, Any]] = {
@@ -146,7 +177,23 @@ def _property(key: str, field: attrs.Attribute[Any], doc: str) -> dict[str, Any]
     if not doc:
         raise ValueError(f"{key} has no docstring in tandem/config.py")
     prop["markdownDescription"] = doc
+    if (where := scope(key)) is not None:
+        prop["scope"] = where
     return prop
+
+
+def sections() -> dict[str, tuple[str, type[Any] | None]]:
+    """SECTIONS, then the settings tree's sections it does not name yet.
+
+    Those are titled by their class docstring, so a new section is never left out.
+    """
+    out = dict(SECTIONS)
+    for field in attrs.fields(config.Settings):
+        key = config.camel_case(field.name)
+        if attrs.has(field.type) and key not in out:
+            doc = (field.type.__doc__ or key).strip().splitlines()[0].split(":")[0]
+            out[key] = (doc.rstrip("."), field.type)
+    return out
 
 
 def configuration() -> list[dict[str, Any]]:
@@ -155,7 +202,7 @@ def configuration() -> list[dict[str, Any]]:
     attrs.resolve_types(top)
     groups: list[dict[str, Any]] = []
     top_docs = field_docs(top)
-    for section, (title, cls) in SECTIONS.items():
+    for section, (title, cls) in sections().items():
         props: dict[str, Any] = {}
         if cls is None:
             for field in attrs.fields(top):

@@ -301,8 +301,9 @@ class PrivacySettings:
     """What may reach a backend that is not on this machine."""
 
     never_send: tuple[str, ...] = DEFAULT_NEVER_SEND
-    """Files (gitignore patterns, workspace-relative) never sent: requests on them
-    stay local, and they never appear in another file's context."""
+    """Files (gitignore patterns) never sent: requests on them stay local, and they
+    never appear in another file's context. Matched against the absolute path and
+    the path relative to every workspace folder."""
     redact_secrets: bool = True
     """Replace keys, tokens, private keys and passwords in payloads for non-local
     backends with ``[REDACTED]``."""
@@ -315,6 +316,15 @@ class PrivacySettings:
     """Servers on this machine (Ollama, LM Studio at 127.0.0.1) count as local:
     the rules above apply to them only when this is off. ``offline`` stops them
     either way."""
+    send_outside_workspace: bool = False
+    """Let files outside every workspace folder (``~/.ssh/config``, a file opened
+    from elsewhere) reach a non-local backend. Off: requests on them stay local,
+    and they never appear in another file's context."""
+    confirmed_hosts: tuple[str, ...] = ()
+    """Hosts (``name`` or ``name:port``) you confirmed may receive an API key
+    although they are not the key's own service (a proxy or gateway in
+    ``openai.baseUrl`` or ``anthropic.baseUrl``). A key is sent only to its
+    preset's host or to one listed here."""
 
 
 @attrs.frozen

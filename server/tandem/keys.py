@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from urllib.parse import urlsplit
 
 from tandem.backends.base import BackendAuthError
+from tandem.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,71 @@ async def api_key(env_name: str, backend: str) -> str | None:
             )
         _found[backend] = stored
     return _found[backend]
+
+
+OWN_HOSTS = {"anthropic": "https://api.anthropic.com"}
+"""Where each backend's key belongs (the OpenAI-compatible presets say theirs)."""
+
+
+def host_of(url: str) -> str:
+    """``host`` or ``host:port`` (when the port is given) of ``url``, lower case."""
+    parts = urlsplit(url if "//" in url else f"//{url}")
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
+
+
+def key_route(settings: Settings, backend: str) -> tuple[str, str, str] | None:
+    """(key variable, URL the key would go to, the key's own URL) for ``backend``.
+
+    None when it sends no key. A ``custom`` preset has no own URL.
+    """
+    if backend == "anthropic":
+        cfg = settings.anthropic
+        if not cfg.api_key_env:
+            return None
+        return cfg.api_key_env, cfg.base_url, OWN_HOSTS["anthropic"]
+    if backend == "openai":
+        from tandem.backends.openai_compat import PRESETS, key_env
+
+        openai = settings.openai
+        preset = PRESETS[openai.preset]
+        env = key_env(openai)
+        if not env:
+            return None
+        own = preset.base_url if preset.key_env else ""
+        return env, openai.base_url or preset.base_url, own
+    return None
+
+
+def unconfirmed_host(settings: Settings, backend: str) -> str | None:
+    """Why ``backend``'s key may not go where the settings point (None: it may).
+
+    A key is sent only to its own service's host (the preset's), to this machine,
+    or to a host the user confirmed once in ``privacy.confirmedHosts`` (a user
+    setting a repository cannot set). The message names the host and the setting.
+    """
+    from tandem.backends.remote import is_loopback
+
+    route = key_route(settings, backend)
+    if route is None:
+        return None
+    env, url, own = route
+    host = host_of(url)
+    if (own and host == host_of(own)) or is_loopback(url):
+        return None
+    confirmed = {host_of(h) for h in settings.privacy.confirmed_hosts}
+    if host in confirmed or (host.split(":")[0] in confirmed):
+        return None
+    where = f"its service ({host_of(own)})" if own else "the service it is for"
+    return (
+        f"{backend}: not sending the key in ${env} to {host}, which is not "
+        f'{where}. If you trust {host} with it, add "{host}" to '
+        "tandem.privacy.confirmedHosts in your user settings."
+    )
 
 
 def found() -> tuple[str, ...]:

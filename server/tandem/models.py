@@ -3,14 +3,24 @@
 Order: ``TANDEM_MODEL`` (a path; overrides everything), ``local.modelPath``, the
 default model (``local.modelRepo``/``local.modelFile``) in the local Hugging Face
 cache, and last a download with huggingface_hub when downloads are allowed and
-``offline`` is off. Nothing here opens a socket unless it downloads.
+``offline`` is off.
+
+Nothing here opens a socket unless it downloads. The cache lookup reads the file
+system only (``try_to_load_from_cache``), and the server keeps huggingface_hub
+itself offline (``HF_HUB_OFFLINE``, telemetry off: ``hub_offline``). A download
+runs in a child process (``python -m tandem.models download``), so stopping it
+(going offline, a settings change, shutdown) kills it at once: its connection
+closes with it and not one more byte is read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,15 +76,37 @@ def resolve(
     return Resolution(None, "download", f"Downloading {what}", needs_download=True)
 
 
+_USER_HUB_OFFLINE = os.environ.get("HF_HUB_OFFLINE")
+"""HF_HUB_OFFLINE as the user set it before tandem touched it."""
+
+
+def hub_offline() -> None:
+    """Keep huggingface_hub off the network in this process, telemetry included.
+
+    The server calls it before any cache lookup: huggingface_hub may otherwise
+    make requests of its own (an agent registry, telemetry) even for
+    ``local_files_only`` lookups. Downloads run in a child process that is
+    started without it.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # read from the environment at import only
+        setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010 (a module)
+        setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # noqa: B010
+
+
 def _cached(repo: str, filename: str) -> Path | None:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    """The cached file, found by reading the cache folder only."""
+    from huggingface_hub import try_to_load_from_cache
 
     try:
-        path = hf_hub_download(repo, filename, local_files_only=True)
-    except (LocalEntryNotFoundError, FileNotFoundError, ValueError, OSError):
+        path = try_to_load_from_cache(repo, filename)
+    except (ValueError, OSError):
         return None
-    return Path(str(path))
+    if not isinstance(path, str) or not Path(path).is_file():
+        return None
+    return Path(path)
 
 
 def download(local: LocalSettings, progress: ProgressCallback | None = None) -> Path:
@@ -102,3 +134,83 @@ def download(local: LocalSettings, progress: ProgressCallback | None = None) -> 
     logger.info("downloading %s from %s", local.model_file, local.model_repo)
     path = hf_hub_download(local.model_repo, local.model_file, tqdm_class=_Progress)
     return Path(str(path))
+
+
+class DownloadFailed(OSError):
+    """The download child process failed; the message says why."""
+
+
+def _child_env() -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    if _USER_HUB_OFFLINE is None:
+        env.pop("HF_HUB_OFFLINE", None)
+    else:
+        env["HF_HUB_OFFLINE"] = _USER_HUB_OFFLINE
+    return env
+
+
+async def download_process(
+    local: LocalSettings, progress: ProgressCallback | None = None
+) -> Path:
+    """Download the default model in a child process; the path in the cache.
+
+    Cancelling the awaiting task kills the child at once, which closes its
+    connection (a partial file stays in the cache for the next attempt). Raises
+    ``DownloadFailed`` when the child fails (hub unreachable, disk full).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tandem.models",
+        "download",
+        local.model_repo,
+        local.model_file,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        env=_child_env(),
+    )
+    assert proc.stdout is not None
+    result: dict[str, Any] = {}
+    try:
+        async for raw in proc.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            if "done" in event and progress is not None:
+                progress(int(event["done"]), event.get("total"))
+            result.update({k: v for k, v in event.items() if k in ("path", "error")})
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+            logger.info("model download stopped")
+    if proc.returncode != 0 or "path" not in result:
+        raise DownloadFailed(str(result.get("error") or f"exit {proc.returncode}"))
+    return Path(str(result["path"]))
+
+
+def _main(argv: list[str]) -> int:
+    """``download REPO FILE``: download with JSON lines of progress on stdout."""
+    if len(argv) != 3 or argv[0] != "download":
+        print("usage: python -m tandem.models download REPO FILE", file=sys.stderr)
+        return 2
+    local = LocalSettings(model_repo=argv[1], model_file=argv[2])
+
+    def report(done: int, total: int | None) -> None:
+        print(json.dumps({"done": done, "total": total}), flush=True)
+
+    try:
+        path = download(local, report)
+    except Exception as e:  # network down, hub unreachable, disk full
+        print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
+        return 1
+    print(json.dumps({"path": str(path)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

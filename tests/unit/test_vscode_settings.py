@@ -87,3 +87,31 @@ def test_enums_and_bounds_follow_the_validators() -> None:
         config.ROUTE_NAMES
     )
     assert contributed["tandem.local.nGpuLayers"]["type"] == ["integer", "null"]
+
+
+def test_settings_that_send_code_or_keys_cannot_come_from_a_repository() -> None:
+    """A repository's .vscode/settings.json (resource/window scope) must not
+    redirect keys, change routing or privacy, or turn escalation on."""
+    contributed = _contributed()
+    for key, prop in contributed.items():
+        section = key.split(".")[1]
+        if section in ("routing", "privacy", "openai", "anthropic", "ollama"):
+            assert prop.get("scope") in ("machine", "application"), key
+    for key in (
+        "tandem.openai.apiKeyEnv",
+        "tandem.anthropic.apiKeyEnv",
+        "tandem.privacy.confirmedHosts",
+    ):
+        assert contributed[key]["scope"] == "application", key
+    for key in (
+        "tandem.openai.baseUrl",
+        "tandem.anthropic.baseUrl",
+        "tandem.ollama.host",
+        "tandem.routing.allowEscalation",
+        "tandem.routing.escalateTo",
+        "tandem.privacy.neverSend",
+        "tandem.offline",
+    ):
+        assert contributed[key]["scope"] in ("machine", "application"), key
+    # Editing comfort stays per folder.
+    assert "scope" not in contributed["tandem.completion.debounceMs"]

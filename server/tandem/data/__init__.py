@@ -1,0 +1,1 @@
+"""Data files: secret rules (see README.md here)."""
