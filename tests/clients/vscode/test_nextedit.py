@@ -28,11 +28,14 @@ NEXT_USE = "    subtotal = sum(item.price for item in products)"
 
 DECORATIONS = """() => {
   const spans = [...document.querySelectorAll('.monaco-editor .view-lines span')];
+  const after = spans.map((e) => getComputedStyle(e, '::after').content)
+    .filter((c) => c && c !== 'none' && c !== 'normal');
+  const injected = spans.filter((e) => e.className.includes('ced-'))
+    .map((e) => e.textContent);
   return {
-    after: spans.map((e) => getComputedStyle(e, '::after').content)
-      .filter((c) => c && c !== 'none' && c !== 'normal').join('\\n')
-      + '\\n' + spans.filter((e) => e.className.includes('ced-')).map((e) => e.textContent).join('\\n'),
-    struck: spans.filter((e) => getComputedStyle(e).textDecorationLine.includes('line-through'))
+    after: [...after, ...injected].join('\\n'),
+    struck: spans
+      .filter((e) => getComputedStyle(e).textDecorationLine.includes('line-through'))
       .map((e) => e.textContent),
   };
 }"""
