@@ -27,6 +27,7 @@ import hashlib
 import math
 import os
 import re
+import threading
 import tomllib
 from collections.abc import Iterable, Sequence
 from importlib import resources
@@ -184,12 +185,24 @@ def _line(text: str, start: int, end: int) -> str:
     return text[text.rfind("\n", 0, start) + 1 : (text.find("\n", end) + 1 or None)]
 
 
+@functools.cache
+def _keywords() -> tuple[Any, tuple[str, ...]]:
+    """Every rule keyword in one RE2 set: one pass says which occur in a text."""
+    words = tuple(sorted({k for rule in rules()[0] for k in rule.keywords}))
+    keyword_set = re2.Set.SearchSet(re2.Options())
+    for word in words:
+        keyword_set.Add(re2.escape(word))
+    keyword_set.Compile()
+    return keyword_set, words
+
+
 def _rule_findings(text: str) -> list[Finding]:
-    lower = text.lower()
+    keyword_set, words = _keywords()
+    present = {words[i] for i in keyword_set.Match(text.lower()) or ()}
     found: list[Finding] = []
     all_rules, global_lists = rules()
     for rule in all_rules:
-        if rule.keywords and not any(k in lower for k in rule.keywords):
+        if rule.keywords and present.isdisjoint(rule.keywords):
             continue
         for m in rule.regex.finditer(text):
             group = rule.secret_group
@@ -214,8 +227,8 @@ def _rule_findings(text: str) -> list[Finding]:
 _URL_CREDENTIALS = re.compile(
     r"\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:(?P<value>[^\s@/]+)@", re.IGNORECASE
 )
-_SECRET_NAME = (
-    r"[A-Za-z0-9_.\-]*(?:passw(?:or)?d|pwd|secret|token|api[_\-]?key|apikey|"
+_SECRET_NAME = (  # starts a name (a run of name characters is scanned once)
+    r"(?<![A-Za-z0-9_.\-])[A-Za-z0-9_.\-]*?(?:passw(?:or)?d|pwd|secret|token|api[_\-]?key|apikey|"
     r"(?:access|private|auth|account|storage|master|signing|encryption|shared)"
     r"[_\-]?key|client[_\-]?secret|"
     r"credentials?)[A-Za-z0-9_.\-]*"
@@ -258,18 +271,36 @@ _CALL = re.compile(r"[A-Za-z_][\w.]*[\[(]")
 _CONSTANTS = frozenset({"yes", "no", "true", "false", "none", "null", "nil"})
 
 
+_ASSIGNMENT_KEYWORDS = ("pass", "pwd", "secret", "token", "key", "cred")
+
+
 def _assignment_findings(text: str) -> list[Finding]:
+    """Values assigned to secret-like names, line by line.
+
+    Lines that name none are skipped.
+    """
     found = []
-    for pattern in (_URL_CREDENTIALS, *_ASSIGNMENTS):
-        quoted = "q" in pattern.groupindex
-        for m in pattern.finditer(text):
-            value = m["value"]
-            if REDACTED in value or value.lower() in _CONSTANTS:
-                continue
-            if not quoted and (_WORDS.fullmatch(value) or _CALL.match(value)):
-                continue
-            start, end = m.span("value")
-            found.append(Finding(start, end, value, "assignment", strong(value)))
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        lower = line.lower()
+        patterns = [_URL_CREDENTIALS] if "://" in line else []
+        if any(k in lower for k in _ASSIGNMENT_KEYWORDS):
+            patterns += _ASSIGNMENTS
+        for pattern in patterns:
+            quoted = "q" in pattern.groupindex
+            for m in pattern.finditer(line):
+                value = m["value"]
+                if REDACTED in value or value.lower() in _CONSTANTS:
+                    continue
+                if not quoted and (_WORDS.fullmatch(value) or _CALL.match(value)):
+                    continue
+                start, end = m.span("value")
+                found.append(
+                    Finding(
+                        offset + start, offset + end, value, "assignment", strong(value)
+                    )
+                )
+        offset += len(line)
     return found
 
 
@@ -288,11 +319,16 @@ again, e.g. quoted in a model's answer or in a window cut from a document."""
 _SEEN_MAX = 4000
 
 
+_SEEN_LOCK = threading.Lock()
+"""``learn`` may run on a worker thread."""
+
+
 def _remember(value: str) -> None:
     if len(value) >= 8 and REDACTED not in value:
-        _SEEN[value] = None
-        if len(_SEEN) > _SEEN_MAX:
-            del _SEEN[next(iter(_SEEN))]
+        with _SEEN_LOCK:
+            _SEEN[value] = None
+            if len(_SEEN) > _SEEN_MAX:
+                del _SEEN[next(iter(_SEEN))]
 
 
 def _remember_finding(finding: Finding) -> None:
@@ -314,7 +350,9 @@ def redact(text: str, known: Iterable[str] = ()) -> str:
     the environment variables the settings name); so are the high-confidence
     values found by earlier calls.
     """
-    for secret in sorted({*known, *_SEEN}, key=len, reverse=True):
+    with _SEEN_LOCK:
+        seen = list(_SEEN)
+    for secret in sorted({*known, *seen}, key=len, reverse=True):
         if len(secret) >= 6 and secret in text:
             text = text.replace(secret, REDACTED)
     spans: list[tuple[int, int]] = []
@@ -338,14 +376,16 @@ def learn(text: str) -> None:
     Call it with a document's whole text before a window is cut from it (and
     with every context file): a private key whose BEGIN line lies outside the
     window, or a key assigned far above the cursor, is then redacted from the
-    window too. The same text is scanned once.
+    window too. The same text is scanned once. Thread-safe (about 1 s per MB:
+    call it on a worker thread).
     """
     digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest()
-    if digest in _LEARNED:
-        return
-    _LEARNED[digest] = None
-    if len(_LEARNED) > 256:
-        del _LEARNED[next(iter(_LEARNED))]
+    with _SEEN_LOCK:
+        if digest in _LEARNED:
+            return
+        _LEARNED[digest] = None
+        if len(_LEARNED) > 256:
+            del _LEARNED[next(iter(_LEARNED))]
     for finding in find(text):
         _remember_finding(finding)
 

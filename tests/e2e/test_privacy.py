@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,78 @@ async def test_cloud_errors_fall_back_to_the_local_model(tmp_path: Path) -> None
             assert "529" in message.message and "answered by local" in message.message
             state = await status(client)
             assert "anthropic" in state["routing"]["cooldown"]
+
+
+@pytest.mark.slow
+async def test_never_send_holds_in_every_folder_and_outside_them(
+    tmp_path: Path,
+) -> None:
+    """A file under secrets/ in a second workspace folder, and a file outside
+    every folder, never reach a recording stand-in API: not as the request's
+    file, not as another file's context. A file of the first folder does."""
+    from pytest_lsp import ClientServerConfig
+
+    from tests.e2e.conftest import answer_client_requests, capabilities
+
+    app, lib, elsewhere = tmp_path / "app", tmp_path / "lib", tmp_path / "elsewhere"
+    main = app / "main.py"
+    prod = lib / "secrets" / "prod.py"
+    notes = elsewhere / "notes.py"
+    main.parent.mkdir(parents=True)
+    prod.parent.mkdir(parents=True)
+    notes.parent.mkdir(parents=True)
+    main.write_text(
+        "from prod import load_config\n\n\ndef start():\n    return load_config()\n"
+    )
+    prod.write_text('def load_config():\n    return "LIBMARKER-7f3a"\n')
+    notes.write_text('def load_notes():\n    return "OUTSIDEMARKER-91c"\n')
+    with serving() as cloud:
+        env = {
+            "TEST_CLOUD_KEY": KEY,
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "TANDEM_MODEL": str(qwen_model()),
+        }
+        options = {
+            "routing": {"explain": ["anthropic", "local"]},
+            "anthropic": {"baseUrl": cloud.url, "apiKeyEnv": "TEST_CLOUD_KEY"},
+            "privacy": {"trustLoopback": False, "cloudContext": "workspace"},
+            "actions": {"explainMaxTokens": 8},  # the local answers: short
+        }
+        config = ClientServerConfig(
+            server_command=[sys.executable, "-m", "tandem", "-v"],
+            server_env={**os.environ, **env},
+        )
+        client = await config.start()
+        assert isinstance(client, LanguageClient)
+        answer_client_requests(client)
+        folders = [
+            types.WorkspaceFolder(uri=root.as_uri(), name=root.name)
+            for root in (app, lib)
+        ]
+        await client.initialize_session(
+            types.InitializeParams(
+                capabilities=capabilities("vscode"),
+                initialization_options=options,
+                process_id=os.getpid(),
+                root_uri=app.as_uri(),
+                workspace_folders=folders,
+            )
+        )
+        try:
+            for path in (main, prod, notes):
+                open_doc(client, path.as_uri(), path.read_text())
+            answers = {}
+            for path in (main, prod, notes):
+                text = path.read_text()
+                answers[path.name] = await command(
+                    client, "tandem.explain", whole(path.as_uri(), text)
+                )
+        finally:
+            await client.shutdown_session()
+            await client.stop()
+        assert answers["main.py"]["backend"] == "anthropic"  # the control
+        assert answers["prod.py"]["backend"] == "local"
+        assert answers["notes.py"]["backend"] == "local"
+        payloads = [json.dumps(seen.body) for seen in cloud.seen]
+        assert len(payloads) == 1 and "load_config" in payloads[0]
+        assert not any("LIBMARKER" in p or "OUTSIDEMARKER" in p for p in payloads)
