@@ -180,6 +180,7 @@ class SpendLedger:
             self._db = _init(":memory:")
             return self._db
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 db = _init(str(self.path))
             except sqlite3.DatabaseError as e:

@@ -1,10 +1,13 @@
 """Backend faults through LSP: every cloud failure ends in the local answer.
 
 The completion chain is ``["anthropic", "local"]``: a stand-in Anthropic API on
-127.0.0.1 fails in each way a real one does, and the real local model (Qwen2.5-Coder
-0.5B) answers instead, with one message naming the failure. A hung server is
-given up at ``routing.completionDeadlineS`` (2 s by default), far below its 600 s
-``timeoutS`` here: the answer arrives while the stand-in still holds the request.
+127.0.0.1 fails in each way a real one does (malformed event streams included), and
+the real local model (Qwen2.5-Coder 0.5B) answers instead, with one message naming
+the failure; an answer dropped half-way is continued by the local model. A hung
+server is given up at ``routing.completionDeadlineS`` (2 s by default), far below
+its 600 s ``timeoutS`` here: the answer arrives while the stand-in still holds the
+request. A slow but healthy answer, whose first text comes in time, is served by the
+cloud and its cost counted.
 """
 
 from __future__ import annotations
@@ -18,20 +21,25 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from tests.e2e.helpers import PALINDROME, complete, open_doc, session, status
-from tests.fakes.apis import Reply, serving
+from tests.fakes.apis import Reply, anthropic_events, serving
 from tests.models import qwen_model
 
 KEY = "sk-ant-api03-TestKeyForFaults0123456789"
+NOT_JSON = 'event: content_block_delta\ndata: {"type": "content_block_delta", "de\n\n'
 CURSOR = types.Position(line=2, character=4)
 
 FAULTS = [
-    (Reply(status=401, error={"message": "invalid x-api-key"}), "HTTP 401"),
     (Reply(status=429, headers={"Retry-After": "20"}), "HTTP 429"),
     (Reply(status=500, error={"message": "internal"}), "HTTP 500"),
     (Reply(status=529, error={"message": "Overloaded"}), "HTTP 529"),
     (Reply(status=504), "HTTP 504"),
-    (Reply(texts=["def ", "x"], drop_after=1), "dropped mid-answer"),
+    # Dropped after "return ": the local model continues from there.
+    (Reply(texts=["return ", "x"], drop_after=1), "dropped mid-answer"),
     (Reply(hold=True), "no answer within 2 s"),
+    (Reply(raw=[*anthropic_events([])[:3], NOT_JSON]), "not a JSON object"),
+    (Reply(raw=anthropic_events(["return "])[:4]), "ended before message_stop"),
+    # Last: its rest (300 s) outlasts the local answer on the slowest machine.
+    (Reply(status=401, error={"message": "invalid x-api-key"}), "HTTP 401"),
 ]
 
 
@@ -97,3 +105,50 @@ async def test_every_cloud_fault_ends_in_the_local_answer(tmp_path: Path) -> Non
             assert "anthropic" in state["routing"]["cooldown"]
             assert KEY not in str(state)
             assert len(client.messages) == len(FAULTS)  # one message per fault
+
+
+@pytest.mark.slow
+async def test_a_slow_healthy_cloud_answer_is_served_and_counted(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "TEST_CLOUD_KEY": KEY,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "TANDEM_MODEL": str(qwen_model()),
+    }
+    with serving() as cloud:
+        options = settings(cloud.url, "claude-test")
+        options["routing"]["completionDeadlineS"] = 0  # no deadline: warming up
+        async with session(env, options) as client:
+            uri = "file:///work/project/slow.py"
+            open_doc(client, uri, PALINDROME)
+            cloud.reply(Reply(texts=["return s == s[::-1]"]))  # modules, connection
+            assert "s[::-1]" in await complete(client, uri, CURSOR)
+            deadline = 2.0
+            options = settings(cloud.url, "claude-test-2")
+            options["routing"]["completionDeadlineS"] = deadline
+            await reconfigure(client, options)
+            cloud.reply(Reply(texts=["return s", " == s[::-1]  # slow"], pause_after=1))
+            edit(client, uri, PALINDROME.replace("-> bool:", "-> bool:  # v2"))
+            asking = asyncio.ensure_future(complete(client, uri, CURSOR))
+            # The first text is out (a hang guard, not a speed bound)...
+            assert await asyncio.to_thread(cloud.paused.wait, 240)
+            await asyncio.sleep(deadline * 2)  # ...and the deadline long past
+            cloud.resume.set()
+            assert (await asking).endswith("# slow")
+            state = await status(client)
+            decision = state["routing"]["decisions"][0]
+            assert (decision["backend"], decision["outcome"]) == ("anthropic", "ok")
+            assert decision["cost_usd"] == (25 * 3.0 + 2 * 15.0) / 1e6
+            assert state["routing"]["spendTodayUsd"] > 0
+            assert client.messages == []  # nothing was given up
+
+
+def edit(client: LanguageClient, uri: str, text: str) -> None:
+    """Replace the document's text (version 2)."""
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )

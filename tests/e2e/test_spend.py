@@ -67,7 +67,12 @@ def test_two_processes_spending_at_once_lose_nothing(tmp_path: Path) -> None:
 def settings(url: str) -> dict[str, Any]:
     return {
         "completion": {"debounceMs": 0, "adaptiveDebounce": False, "prefetch": False},
-        "routing": {"completion": ["anthropic"], "dailySpendCapUsd": 5.0},
+        "routing": {  # no chain uses the local model: none is loaded
+            "completion": ["anthropic"],
+            "explain": ["anthropic"],
+            "refactor": ["anthropic"],
+            "dailySpendCapUsd": 5.0,
+        },
         "anthropic": {"baseUrl": url, "apiKeyEnv": "TEST_CLOUD_KEY"},
     }
 

@@ -15,7 +15,7 @@ def ledger(path: Path) -> tuple[SpendLedger, list[str]]:
 
 
 def test_a_reservation_counts_until_settled_at_the_real_cost(tmp_path: Path) -> None:
-    spend, messages = ledger(tmp_path / "spend.sqlite3")
+    spend, messages = ledger(tmp_path / "new" / "tandem" / "spend.sqlite3")
     held = spend.reserve(0.25, cap_usd=1.0, backend="anthropic")
     assert held is not None and spend.spent_today() == 0.25
     spend.settle(held, 0.000123456)
