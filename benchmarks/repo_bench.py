@@ -46,7 +46,7 @@ import attrs
 from lsprotocol import types
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lsp import Editor, editor, median, percentile, text_of  # noqa: E402
+from lsp import Editor, editor, median, percentile, text_of
 
 CACHE = Path.home() / ".cache" / "tandem"
 PACKAGES = ("rich==13.9.4", "click==8.1.8", "requests==2.32.3", "werkzeug==3.1.3")
@@ -287,10 +287,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             editor(args.model, arms["defaults"], root) as eds["defaults"],
             editor(args.model, arms["warm"], root) as eds["warm"],
         ):
-            for ed in eds.values():
+            for arm, ed in eds.items():
                 await ed.wait_ready()
-                while "files" not in (await ed.status())["index"]:
-                    await asyncio.sleep(0.2)
+                while arm != "off":
+                    ed.changed.clear()
+                    if "files" in (await ed.status())["index"]:
+                        break
+                    await ed.changed.wait()  # the server announces the index
             for case in [c for c in cases if c.package == package]:
                 for arm, ed in eds.items():
                     pause = args.pause if arm == "warm" else None
@@ -361,7 +364,8 @@ def main() -> None:
               f"{r['context_tokens_p50']:>7}")  # fmt: skip
     off, on = summary["off"], summary["defaults"]
     if off["member_hit"]:
-        print(f"member hit rate, defaults / off: {on['member_hit'] / off['member_hit']:.2f}")
+        ratio = on["member_hit"] / off["member_hit"]
+        print(f"member hit rate, defaults / off: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -501,9 +501,11 @@ class CompletionEngine:
         settings: CompletionSettings,
         context: ContextSettings | None,
     ) -> Window:
-        """The text around the cursor, at most ``prefixChars`` and at most the
-        tokens a cold prompt affords at the measured speed (see
-        ``latency.window_tokens``); cut at anchored line starts either way."""
+        """The text around the cursor, cut at anchored line starts.
+
+        At most ``prefixChars``, and at most the tokens a cold prompt affords at
+        the measured speed (see ``latency.window_tokens``).
+        """
         chars = settings.prefix_chars
         window = cursor_window(text, offset, chars, settings.suffix_chars)
         if not getattr(self.backend, "loaded", False):
@@ -537,7 +539,9 @@ class CompletionEngine:
             self.budget_reason = "context is off"
             return 0
         maximum = context.budget_tokens
-        floor = f"; the cursor's direct dependencies get at least {context.floor_tokens}"
+        floor = (
+            f"; the cursor's direct dependencies get at least {context.floor_tokens}"
+        )
         if not settings.latency_target_ms:
             self.budget_reason = f"latencyTargetMs is 0: budgetTokens {maximum}"
             return maximum
@@ -660,7 +664,7 @@ class CompletionEngine:
             ),
         )
         files = tuple(
-            attrs.evolve(f, path=builder.relative(f.path, self.roots))
+            attrs.evolve(f, path=builder.relative(f.path, self.roots), fs_path=f.path)
             for f in found.files
         )
         found = attrs.evolve(found, files=files)
@@ -783,6 +787,7 @@ class CompletionEngine:
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             path=doc.path,
+            fs_path=doc.fs_path,
             context=context.files if context else (),
             repo=self.repo,
             comment=_COMMENTS.get(doc.language_id, "//"),

@@ -114,7 +114,7 @@ def test_self_attribute_assigned_from_a_constructor() -> None:
 
 
 def test_a_call_being_typed_offers_the_signature() -> None:
-    code = "from shop.pricing import apply_volume_discount\n\nx = apply_volume_discount("
+    code = "from shop.pricing import apply_volume_discount\n\napply_volume_discount("
     found = target(code)
     assert found is not None and found.kind == "function"
     assert "quantity: int" in found.members[0].signature

@@ -79,6 +79,8 @@ class ContextFile:
 
     path: str
     text: str
+    fs_path: str = ""
+    """The file's absolute path, for the privacy rules (never sent)."""
 
 
 @attrs.frozen
@@ -301,8 +303,10 @@ uses when the file's imports did not already bring its members in."""
 
 
 def stable_budget(direct_tokens: int) -> int:
-    """The part of the direct budget for the imports; the rest is kept for what
-    the cursor line's expression refers to."""
+    """The part of the direct budget for the imports.
+
+    The rest is kept for what the cursor line's expression refers to.
+    """
     return direct_tokens - min(CURSOR_TOKENS, direct_tokens // 2)
 
 

@@ -17,7 +17,6 @@ Pure functions of (file symbols, text, cursor, index). Two questions:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 import attrs
@@ -32,7 +31,9 @@ _PY_IMPORT = re.compile(r"^import\s+(.+)$", re.S)
 _PY_FROM = re.compile(r"^from\s+(\.*)([\w.]*)\s+import\s+(.+)$", re.S)
 _JS_IMPORT = re.compile(r"""^import\s+(.+?)\s+from\s+['"]([^'"]+)['"]""", re.S)
 _GO_SPEC = re.compile(r"""(?:(\w+)\s+)?"([^"]+)\"""")
-_DOTTED_TAIL = re.compile(r"([A-Za-z_$][\w$]*(?:\s*\.\s*[A-Za-z_$][\w$]*)*)\s*\.\s*[\w$]*$")
+_DOTTED_TAIL = re.compile(
+    r"([A-Za-z_$][\w$]*(?:\s*\.\s*[A-Za-z_$][\w$]*)*)\s*\.\s*[\w$]*$"
+)
 _CALL_TAIL = re.compile(r"([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*\([^()]*$")
 _CLASS_BASES = re.compile(r"class\s+\w+\s*\(([^)]*)\)")
 _JS_EXTENDS = re.compile(r"\bextends\s+([\w$.]+)")
@@ -153,9 +154,7 @@ def _strip_ext(parts: tuple[str, ...]) -> tuple[str, ...]:
     return parts
 
 
-def resolve(
-    dotted: tuple[str, ...], index: WorkspaceIndex, near: str
-) -> Target | None:
+def resolve(dotted: tuple[str, ...], index: WorkspaceIndex, near: str) -> Target | None:
     """The module or class that ``dotted`` names in the workspace, if indexed."""
     dotted = _strip_ext(dotted)
     for cut in range(len(dotted), 0, -1):
@@ -180,7 +179,10 @@ def _nearest(files: list[str], near: str) -> str:
     here = PurePosixPath(near).parts
     return max(
         files,
-        key=lambda p: (sum(a == b for a, b in zip(PurePosixPath(p).parts, here)), p),
+        key=lambda p: (
+            sum(a == b for a, b in zip(PurePosixPath(p).parts, here, strict=False)),
+            p,
+        ),
     )
 
 
@@ -370,7 +372,11 @@ def _attribute_type(text: str, cls: Symbol, name: str) -> str | None:
 
 
 def _callee(
-    current: FileSymbols, text: str, offset: int, chain: list[str], index: WorkspaceIndex
+    current: FileSymbols,
+    text: str,
+    offset: int,
+    chain: list[str],
+    index: WorkspaceIndex,
 ) -> Target | None:
     """The signature of a function or class being called."""
     name = chain[-1]
@@ -409,9 +415,9 @@ def _enclosing_class(current: FileSymbols, text: str, offset: int) -> Symbol | N
         indent = len(best.signature) - len(best.signature.lstrip())
         for line in lines[best.line + 1 : line_no]:
             stripped = line.strip()
-            if stripped and not stripped.startswith("#"):
-                if len(line) - len(line.lstrip()) <= indent:
-                    return None  # the class ended before the cursor
+            code = stripped and not stripped.startswith("#")
+            if code and len(line) - len(line.lstrip()) <= indent:
+                return None  # the class ended before the cursor
     return best
 
 
@@ -432,4 +438,3 @@ def _declared_type(text: str, offset: int, name: str) -> str | None:
         elif constructor:
             found = constructor
     return found
-
