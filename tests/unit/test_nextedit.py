@@ -103,6 +103,7 @@ def test_format_from_the_model_name(name: str, kind: str) -> None:
         pytest.param(["a\n", "B\n", "c\n", "d\n"], 4, id="settled"),
         pytest.param(["  a\n", "B\n", "c\n", "d\n"], 4, id="indent-ignored"),
         pytest.param(["a\n", "x\n", "b\n", "c\n"], 3, id="inserted-line"),
+        pytest.param(["a\n", "d\n", "e\n"], None, id="skipped-lines"),
     ],
 )
 def test_generation_settles_two_lines_after_a_change(
@@ -166,6 +167,24 @@ def test_extending_what_was_typed_is_not_quiet() -> None:
 )
 def test_quiet_cases(replacement: str, reason: str) -> None:
     assert _judge(replacement).reason == reason
+
+
+def test_the_offered_change_decides_the_confidence() -> None:
+    replacement = RENAMED.replace("return width", "return w").replace(
+        "print(area(2, 3))", "print(area(2, 4))"
+    )
+    verdict = _judge(replacement)
+    assert len(verdict.changes) == 2
+    assert verdict.confidence == 0.9  # the rename offered first
+
+
+def test_lines_written_past_the_window_are_no_edit() -> None:
+    window = RENAMED.index("def main")
+    replacement = RENAMED[:window] + "x = 1\n"
+    verdict = gate.judge(
+        RENAMED, (0, window), replacement, renamed_latest(), "python", AT + 1
+    )
+    assert verdict.reason == "no change"
 
 
 def test_an_unrelated_rewrite_gets_a_low_confidence() -> None:

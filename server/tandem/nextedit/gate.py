@@ -129,7 +129,13 @@ def judge(
     logprobs: Sequence[float] | None = None,
 ) -> Verdict:
     """Whether to offer the rewrite of ``text[window]``, and which change first."""
-    changes = char_changes(text, *window, replacement)
+    changes = [
+        c
+        for c in char_changes(text, *window, replacement)
+        # Lines added after the window's end: the model writing on past the
+        # region it was given, not an edit of it.
+        if not (c.start == c.end == window[1] and c.new_text.endswith("\n"))
+    ]
     if not changes:
         return Verdict(reason="no change")
     if latest is not None:
@@ -144,12 +150,12 @@ def judge(
         after = syntax_errors(textedits.apply(text, changes), language)
         if after > before:
             return Verdict(reason="breaks the parse")
-    if logprobs:
-        confidence = logprob_confidence(logprobs)
-    else:
-        confidence = heuristic_confidence(text, changes, latest)
     ahead = [c for c in changes if c.start >= cursor]
     order = ahead + [c for c in changes if c.start < cursor]
+    if logprobs:
+        confidence = logprob_confidence(logprobs)
+    else:  # of the change offered first (the others come one at a time)
+        confidence = heuristic_confidence(text, order[:1], latest)
     return Verdict(tuple(order), confidence)
 
 

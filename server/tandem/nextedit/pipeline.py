@@ -198,7 +198,9 @@ class NextEditor:
         """
         if kind == "chat":
             language = doc.language_id or language_of(path, "") or "text"
-            messages = prompts.chat_messages(path, language, window, recent)
+            latest = self.history.latest(doc.uri)
+            rename = gate.rename_of(doc.text, latest) if latest is not None else None
+            messages = prompts.chat_messages(path, language, window, recent, rename)
             stream = backend.chat(
                 ChatRequest(messages, max_tokens=max_tokens, path=doc.path), stats
             )

@@ -153,13 +153,30 @@ def zeta_prompt(path: str, window: Window, recent: Sequence[Edit]) -> str:
 
 
 def chat_messages(
-    path: str, language: str, window: Window, recent: Sequence[Edit]
+    path: str,
+    language: str,
+    window: Window,
+    recent: Sequence[Edit],
+    rename: tuple[str, str] | None = None,
 ) -> tuple[ChatMessage, ...]:
-    """The instruct-model prompt: recent diffs and the (dedented) window."""
+    """The instruct-model prompt: recent diffs and the (dedented) window.
+
+    Small models copy a diff's ``@@`` lines into their answer: the diffs are
+    shown without them. ``rename`` (the latest edit renamed one name) is said in
+    words too.
+    """
     code, _ = textedits.dedent(window.text)
-    diffs = "\n".join(f"{e.path}:\n{_body(e.diff)}" for e in recent if e.diff.strip())
+    diffs = "\n".join(
+        line
+        for e in recent
+        for line in _body(e.diff).splitlines()
+        if not line.startswith("@@")
+    )
+    said = (
+        f"\nThe last edit renamed `{rename[0]}` to `{rename[1]}`.\n" if rename else ""
+    )
     user = (
-        f"Recent edits:\n```diff\n{diffs}\n```\n\n"
+        f"Recent edits:\n```diff\n{diffs}\n```\n{said}\n"
         f"Code around the cursor in {path}:\n```{language}\n{_body(code)}\n```\n\n"
         "Rewrite this code with the next edit."
     )
@@ -249,4 +266,6 @@ def settled(
         return None
     if not any(op[0] != "equal" for op in ops[:-1]):
         return None
+    if any((o[2] - o[1]) - (o[4] - o[3]) > 1 for o in ops[:-1]):
+        return None  # it skipped window lines: the alignment is not to be trusted
     return i2
