@@ -23,7 +23,7 @@ each part adds:
   stop off: the model runs on to ``maxTokens``.
 
     python benchmarks/quality_bench.py --model GGUF [--problems 40] [--arms 3]
-        [--limit N] [--json]
+        [--start N] [--limit N] [--json]
 """
 
 from __future__ import annotations
@@ -174,7 +174,10 @@ async def main() -> None:
     parser.add_argument("--problems", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--limit", type=int, default=0, help="run only the first N tasks (a subset)"
+        "--limit", type=int, default=0, help="run only N tasks (a subset)"
+    )
+    parser.add_argument(
+        "--start", type=int, default=0, help="skip the first N tasks (subsets in parts)"
     )
     parser.add_argument(
         "--arms",
@@ -186,8 +189,7 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     work = tasks(args.problems, args.seed)
-    if args.limit:
-        work = work[: args.limit]
+    work = work[args.start : args.start + args.limit if args.limit else None]
     backend = LlamaCppBackend(LlamaCppOptions(model_path=args.model))
     engine = CompletionEngine(backend)
     try:
@@ -196,7 +198,11 @@ async def main() -> None:
             found |= await run(engine, work, postprocess=False)
     finally:
         await engine.aclose()
-    result = {"model": args.model, "problems": args.problems, "tasks": len(work)}
+    result = {
+        "model": args.model,
+        "problems": args.problems,
+        "tasks": [f"{t['task_id']}/{t['kind']}" for t in work],
+    }
     result |= found
     if args.json:
         print(json.dumps(result, indent=2))

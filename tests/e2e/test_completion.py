@@ -104,13 +104,16 @@ async def test_utf16_positions(client: LanguageClient) -> None:
 @pytest.mark.slow
 async def test_cancel_during_prompt_eval(client: LanguageClient) -> None:
     # A long prompt takes seconds to evaluate on a CPU: cancel in the middle.
-    # No warm-up of the opened files: the request's own evaluation is cancelled.
-    client.set_configuration({"completion": {"warmUp": False}}, section="tandem")
+    # No warm-up of the opened files, no prefetch after the first completion:
+    # the one evaluation under way is the request's own.
+    client.set_configuration(
+        {"completion": {"warmUp": False, "prefetch": False}}, section="tandem"
+    )
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings=None)
     )
     # The server's state is polled: nothing here to wait on as an event.
-    while (await status(client))["settings"]["completion"].get("warm_up", False):  # noqa: ASYNC110
+    while (await status(client))["settings"]["completion"]["prefetch"]:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     uri = "file:///work/project/long.py"
     body = "".join(
