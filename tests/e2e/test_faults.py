@@ -21,7 +21,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from tests.e2e.helpers import PALINDROME, complete, open_doc, session, status
-from tests.fakes.apis import Reply, anthropic_events, serving
+from tests.fakes.apis import FakeApi, Reply, anthropic_events, serving
 from tests.models import qwen_model
 
 KEY = "sk-ant-api03-TestKeyForFaults0123456789"
@@ -78,7 +78,10 @@ async def test_every_cloud_fault_ends_in_the_local_answer(tmp_path: Path) -> Non
         "TANDEM_MODEL": str(qwen_model()),
     }
     with serving() as cloud:
-        async with session(env, settings(cloud.url, "claude-test")) as client:
+        warming = settings(cloud.url, "claude-test")
+        warming["routing"]["completionDeadlineS"] = 0  # the first request: no deadline
+        async with session(env, warming) as client:
+            await warm_up(client, cloud)
             for n, (reply, said) in enumerate(FAULTS):
                 await reconfigure(client, settings(cloud.url, f"claude-test-{n}"))
                 cloud.reply(reply)
@@ -107,6 +110,19 @@ async def test_every_cloud_fault_ends_in_the_local_answer(tmp_path: Path) -> Non
             assert len(client.messages) == len(FAULTS)  # one message per fault
 
 
+async def warm_up(client: LanguageClient, cloud: FakeApi) -> None:
+    """One answer from the cloud (its connection made), with no deadline."""
+    uri = "file:///work/project/warm.py"
+    open_doc(client, uri, PALINDROME)
+    cloud.reply(Reply(texts=["return s == s[::-1]  # cloud"]))
+    assert (await complete(client, uri, CURSOR)).endswith("# cloud")
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=uri)
+        )
+    )
+
+
 @pytest.mark.slow
 async def test_a_slow_healthy_cloud_answer_is_served_and_counted(
     tmp_path: Path,
@@ -121,9 +137,8 @@ async def test_a_slow_healthy_cloud_answer_is_served_and_counted(
         options["routing"]["completionDeadlineS"] = 0  # no deadline: warming up
         async with session(env, options) as client:
             uri = "file:///work/project/slow.py"
+            await warm_up(client, cloud)
             open_doc(client, uri, PALINDROME)
-            cloud.reply(Reply(texts=["return s == s[::-1]"]))  # modules, connection
-            assert "s[::-1]" in await complete(client, uri, CURSOR)
             deadline = 2.0
             options = settings(cloud.url, "claude-test-2")
             options["routing"]["completionDeadlineS"] = deadline

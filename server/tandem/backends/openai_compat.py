@@ -8,6 +8,7 @@ OpenAI endpoint. Presets hold each one's URL, key variable and completion mode.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
@@ -111,6 +112,7 @@ class OpenAIBackend:
     name: ClassVar[str] = "openai"
 
     def __init__(self, settings: OpenAISettings) -> None:
+        importlib.import_module("openai")  # now, not within a first chunk's deadline
         preset = PRESETS[settings.preset]
         self.base_url = (settings.base_url or preset.base_url).rstrip("/")
         if not self.base_url:
