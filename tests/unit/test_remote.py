@@ -1,4 +1,4 @@
-"""Chat fills streamed: code fences stripped piece by piece, as from the whole answer."""
+"""Chat fills streamed: code fences stripped piece by piece, as from the whole text."""
 
 from __future__ import annotations
 
