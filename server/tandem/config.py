@@ -107,6 +107,10 @@ class CompletionSettings:
     """Size the workspace context so that a completion after one keystroke takes
     about this long at the speed measured on this machine (0: always use
     context.budgetTokens)."""
+    warm_up: bool = True
+    """Evaluate a document's prompt prefix (context and the text before the
+    cursor) in idle time when it is opened or focused, so its first completion
+    does not start cold. In-process model only; any request comes first."""
 
 
 @attrs.frozen
@@ -117,6 +121,10 @@ class ContextSettings:
     """Give the model definitions from other files of the workspace."""
     budget_tokens: int = attrs.field(default=512, validator=_non_negative)
     """Most prompt tokens spent on other files' definitions (model tokenizer)."""
+    floor_tokens: int = attrs.field(default=384, validator=_non_negative)
+    """Tokens the definitions the cursor directly depends on (the modules and
+    classes the file imports, what the cursor line's ``expr.`` refers to) always
+    get, however slow the model: a slower machine shrinks the rest first."""
     index_workspace: bool = True
     """Index the workspace folders in the background at start-up."""
     open_documents: bool = True
@@ -143,6 +151,35 @@ class ActionSettings:
     """Further attempts when a rewrite fails its checks (parse, range)."""
     context_budget_tokens: int = attrs.field(default=768, validator=_non_negative)
     """Prompt tokens for definitions from other files that the code uses."""
+
+
+@attrs.frozen
+class NextEditSettings:
+    """Next-edit suggestions: the change the user will likely make next."""
+
+    enabled: bool = True
+    """Predict the next edit from the recent edits (served on
+    ``textDocument/copilotInlineEdit``; clients show it where it goes)."""
+    format: str = attrs.field(
+        default="auto",
+        validator=attrs.validators.in_(("auto", "sweep", "zeta", "chat")),
+    )
+    """Prompt format: ``sweep`` (Sweep next-edit models), ``zeta`` (Zed's Zeta),
+    ``chat`` (an instruct model, e.g. Qwen2.5-Coder-Instruct); ``auto`` picks from
+    the model's name."""
+    lines_before: int = attrs.field(default=1, validator=_non_negative)
+    """Lines above the cursor (or the latest edit) the model may rewrite."""
+    lines_after: int = attrs.field(default=8, validator=_non_negative)
+    """Lines below the cursor (or the latest edit) the model may rewrite."""
+    max_tokens: int = attrs.field(default=256, validator=_positive)
+    """Most tokens generated for one prediction."""
+    min_confidence: float = attrs.field(default=0.5, validator=_non_negative)
+    """Show a prediction only when its confidence (from the tokens'
+    log-probabilities when the backend reports them) reaches this."""
+    history_edits: int = attrs.field(default=6, validator=_positive)
+    """Recent edits (per document and of other open documents) in the prompt."""
+    group_ms: int = attrs.field(default=1500, validator=_non_negative)
+    """Keystrokes closer than this, in the same place, make one edit."""
 
 
 DEFAULT_NEVER_SEND = (
@@ -242,7 +279,9 @@ class OpenAISettings:
     timeout_s: float = attrs.field(default=30.0, validator=_positive)
     """Seconds to wait for an answer before the next backend serves."""
     price_in_per_mtok: float = attrs.field(default=-1.0)
-    """USD per million prompt tokens for the spend estimate; -1: the preset's."""
+    """USD per million prompt tokens for the spend cap; -1: the preset's. A host off
+    this machine whose preset has no price is refused until this or
+    priceOutPerMtok is set (0: free)."""
     price_out_per_mtok: float = attrs.field(default=-1.0)
     """USD per million generated tokens for the spend estimate; -1: the preset's."""
 
@@ -286,7 +325,9 @@ class RoutingSettings:
     escalate_lines: int = attrs.field(default=120, validator=_positive)
     """Selections longer than this (lines) count as hard."""
     daily_spend_cap_usd: float = attrs.field(default=1.0, validator=_non_negative)
-    """No escalation once today's estimated spend reaches this."""
+    """No paid request that could take today's spend past this: each reserves its
+    worst case before it is sent and is settled at the usage reported (shared by
+    every tandem-ls process)."""
     completion_deadline_s: float = attrs.field(default=2.0, validator=_non_negative)
     """A server or cloud backend that has not sent the first token of a completion
     within this many seconds is given up for the next backend in the chain, and
@@ -343,6 +384,7 @@ class Settings:
     completion: CompletionSettings = CompletionSettings()
     context: ContextSettings = ContextSettings()
     actions: ActionSettings = ActionSettings()
+    next_edit: NextEditSettings = NextEditSettings()
     routing: RoutingSettings = RoutingSettings()
     privacy: PrivacySettings = PrivacySettings()
     ollama: OllamaSettings = OllamaSettings()

@@ -31,7 +31,7 @@ import sqlite3
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -103,6 +103,8 @@ class Router:
         """One user-visible message (a fallback happened)."""
         self.changed: Callable[[], None] = lambda: None
         """The status changed (offline state, spend)."""
+        self.roots: Callable[[], Sequence[str]] = lambda: ()
+        """The workspace folders (absolute paths), for the privacy rules."""
 
     # -- configuration -------------------------------------------------------------
 
@@ -206,8 +208,11 @@ class Router:
         cap = self.settings.routing.daily_spend_cap_usd
         if sum(self.price(name)) > 0 and self.spend.spent_today() >= cap:
             return f"today's spend cap of ${cap:.2f} is reached"
-        if cloud and privacy.never_send(path, self.settings.privacy.never_send):
-            return f"{path} matches privacy.neverSend"
+        privacy_rules = self.settings.privacy
+        if cloud and (why := privacy.refusal(path, privacy_rules, self.roots())):
+            return why
+        if (why := keys.unconfirmed_host(self.settings, name)) is not None:
+            return why
         return None
 
     def unpriced(self, name: str) -> str | None:
@@ -272,7 +277,9 @@ class Router:
                     *(getattr(b, "key_env", "") for b in self.remote.values()),
                 )
             )
-            req = privacy.gate(req, self.settings.privacy, known + keys.found())
+            req = privacy.gate(
+                req, self.settings.privacy, known + keys.found(), self.roots()
+            )
         return with_context(req) if isinstance(req, ChatRequest) else req
 
     def record(self, decision: Decision) -> None:
@@ -421,7 +428,7 @@ class RoutedBackend:
         while i < len(plan):
             name, reason = plan[i]
             i += 1
-            if (why := router.unusable(name, req.path)) is not None:
+            if (why := router.unusable(name, req.fs_path or req.path)) is not None:
                 router.record(Decision(self.task, name, reason, f"skipped: {why}"))
                 failures.append((name, why))
                 if why == router.unpriced(name):
@@ -441,7 +448,7 @@ class RoutedBackend:
                     if isinstance(prepared, ChatRequest)
                     else backend.generate(prepared, attempt)
                 )
-                deadline = self._deadline(name, plan[i:], req.path)
+                deadline = self._deadline(name, plan[i:], req.fs_path or req.path)
                 async with contextlib.aclosing(stream) as chunks:
                     chunk = await _first_chunk(chunks, deadline, name)
                     while chunk is not None:

@@ -27,8 +27,9 @@ from tandem.assist.assistant import Assistant
 from tandem.backends import BackendError, backend_class
 from tandem.backends.llama_cpp import LlamaCppBackend, LlamaCppOptions
 from tandem.config import Settings, build
-from tandem.context.builder import OpenDocument, relative
-from tandem.engine import CompletionEngine
+from tandem.context.builder import OpenDocument
+from tandem.engine import CompletionEngine, Document
+from tandem.nextedit.pipeline import NextEditor, model_name_of
 from tandem.protocol import TandemProtocol
 from tandem.routing import Router, default_spend_path
 
@@ -55,6 +56,7 @@ class TandemServer(LanguageServer):
         self.router = Router(default_spend_path())
         self.router.notify = lambda message: self.show_once(f"tandem: {message}")
         self.router.changed = self.notify_status
+        self.router.roots = self.folder_paths
         self.engine = CompletionEngine(self.router.view("completion"))
         self.assistant = Assistant(self.engine)
         self.assistant.backend_for = self.router.view  # type: ignore[assignment]
@@ -67,12 +69,30 @@ class TandemServer(LanguageServer):
         self.index_stats: dict[str, Any] = {}
         self.recent_edits: dict[str, collections.deque[int]] = {}
         self.engine.open_documents = self.open_documents
+        self.next_edit = NextEditor(self.engine)
+        """Next-edit prediction and the edit history it reads (fed by didChange)."""
+        self.next_edit.model_name = lambda: model_name_of(self.router.local)
+        self.experimental: dict[str, Any] = {}
+        """Advertised under ``experimental`` in the initialize result."""
+        if speed := os.environ.get("TANDEM_SPEED"):
+            self._pin_speed(speed)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._shown: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         """The server's event loop, for work that reports back from threads."""
         self.settings_applied = asyncio.Event()
         """Set once the settings from the client have been applied."""
+
+    def _pin_speed(self, speed: str) -> None:
+        """``TANDEM_SPEED=PROMPT/GENERATED`` (tokens/s): behave as on that machine."""
+        try:
+            prompt, generated = (float(x) for x in speed.split("/"))
+            if prompt <= 0 or generated <= 0:
+                raise ValueError(speed)
+        except ValueError:
+            logger.warning("TANDEM_SPEED=%r: expected PROMPT/GENERATED tokens/s", speed)
+            return
+        self.engine.meter.pin(prompt, generated)
 
     # -- background work -----------------------------------------------------
 
@@ -193,10 +213,15 @@ class TandemServer(LanguageServer):
             self.notify_status()
 
     def start_backend(self) -> None:
-        """(Re)start the backend in the background; requests wait for it."""
-        if self._backend_task is not None:
-            self._backend_task.cancel()
-        self._backend_task = self.run_task(self._start_backend(self.settings))
+        """(Re)start the backend in the background; requests wait for it.
+
+        One load or download at a time: the new start cancels the one under way
+        and waits until it has stopped and closed what it was loading.
+        """
+        previous = self._backend_task
+        if previous is not None:
+            previous.cancel()
+        self._backend_task = self.run_task(self._start_backend(self.settings, previous))
 
     async def wait_for_settings(self) -> None:
         """Wait for the client's settings (not for long: some never send them)."""
@@ -216,7 +241,18 @@ class TandemServer(LanguageServer):
         if task is not None and not task.done():
             await asyncio.wait({task})  # not shield: a restart cancels the task
 
-    async def _start_backend(self, settings: Settings) -> None:
+    async def _start_backend(
+        self, settings: Settings, previous: asyncio.Task[None] | None = None
+    ) -> None:
+        cancelled = False
+        while previous is not None and not previous.done():
+            try:  # even when cancelled meanwhile: never two loads at once
+                await asyncio.wait({previous})
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        models.hub_offline()  # huggingface_hub never goes online in this process
         old, self.router.local = self.router.local, None
         self.router.local_problem = "the model is not loaded yet"
         if old is not None:
@@ -238,13 +274,7 @@ class TandemServer(LanguageServer):
         if path is None:
             return self._unavailable(resolution.message)
         backend = LlamaCppBackend(
-            LlamaCppOptions(
-                model_path=str(path),
-                n_gpu_layers=settings.local.n_gpu_layers,
-                n_threads=settings.local.n_threads,
-                n_ctx=settings.local.n_ctx,
-                fim_format=settings.local.fim_format,
-            )
+            LlamaCppOptions.from_settings(settings.local, str(path))
         )
         self._set_state("loading", path.name)
         try:
@@ -254,35 +284,65 @@ class TandemServer(LanguageServer):
         except BackendError as e:
             await backend.aclose()
             return self._unavailable(str(e))
+        except BaseException:  # cancelled (settings changed, shutdown): free it
+            closing = self.run_task(backend.aclose())
+            while not closing.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({closing})
+            raise
         self.router.local = backend
         self._set_state("ready", path.name)
 
     async def _download(self, settings: Settings) -> Any:
+        """The default model, downloaded by a child process (None: failed).
+
+        Cancelling this task (going offline, a settings change, shutdown) kills
+        the child; so does the network being found unreachable (auto-offline).
+        """
         self._set_state("downloading", settings.local.model_file)
-        loop = asyncio.get_running_loop()
-        async with self.work_done(
-            f"tandem: downloading {settings.local.model_file}"
-        ) as report:
+        task = asyncio.current_task()
+        changed = self.router.changed
+        lost: list[bool] = []
 
-            def on_bytes(done: int, total: int | None) -> None:
-                pct = int(done * 100 / total) if total else None
-                msg = f"{done / 1e6:.0f} MB" + (
-                    f" of {total / 1e6:.0f} MB" if total else ""
-                )
-                loop.call_soon_threadsafe(report, msg, pct)
+        def on_change() -> None:
+            changed()
+            if self.router.offline and task is not None and not lost:
+                lost.append(True)
+                task.cancel()
 
-            try:
-                return await asyncio.to_thread(
-                    models.download, settings.local, on_bytes
-                )
-            except Exception as e:  # network down, hub unreachable, disk full
-                logger.warning("model download failed", exc_info=True)
-                self._unavailable(
-                    f"Could not download {settings.local.model_file} from "
-                    f"{settings.local.model_repo} ({type(e).__name__}). Set "
-                    "tandem.local.modelPath (or TANDEM_MODEL) to a local .gguf file."
-                )
-                return None
+        self.router.changed = on_change
+        try:
+            async with self.work_done(
+                f"tandem: downloading {settings.local.model_file}"
+            ) as report:
+
+                def on_bytes(done: int, total: int | None) -> None:
+                    pct = int(done * 100 / total) if total else None
+                    msg = f"{done / 1e6:.0f} MB" + (
+                        f" of {total / 1e6:.0f} MB" if total else ""
+                    )
+                    report(msg, pct)
+
+                return await models.download_process(settings.local, on_bytes)
+        except asyncio.CancelledError:
+            if task is None or not lost or task.uncancel() > 0:
+                raise
+            self._unavailable(
+                f"Stopped downloading {settings.local.model_file}: the network is "
+                "unreachable. Set tandem.local.modelPath (or TANDEM_MODEL) to a "
+                "local .gguf file, or change a setting to try again."
+            )
+            return None
+        except Exception as e:  # network down, hub unreachable, disk full
+            logger.warning("model download failed: %s", e)
+            self._unavailable(
+                f"Could not download {settings.local.model_file} from "
+                f"{settings.local.model_repo} ({type(e).__name__}). Set "
+                "tandem.local.modelPath (or TANDEM_MODEL) to a local .gguf file."
+            )
+            return None
+        finally:
+            self.router.changed = changed
 
     def _unavailable(self, message: str) -> None:
         self.router.local_problem = message
@@ -360,6 +420,10 @@ class TandemServer(LanguageServer):
                 "debounce": engine.debouncer.status(),
                 "speed": engine.meter.status(),
                 "contextBudget": engine.context_budget,
+                "contextBudgetWhy": engine.budget_reason,
+                "contextFloor": self.settings.context.floor_tokens,
+                "windowTokens": engine.window_cap,
+                "scheduler": engine.scheduler.status(),
                 "contextChangeRate": engine.changes.rate,
                 "targetMs": self.settings.completion.latency_target_ms,
                 "inFlight": engine.in_flight(),
@@ -373,6 +437,13 @@ class TandemServer(LanguageServer):
         }
 
     # -- workspace index -------------------------------------------------------
+
+    def folder_paths(self) -> list[str]:
+        """The workspace folders as the client declared them (privacy rules)."""
+        paths = [uris.to_fs_path(f.uri) for f in self.workspace.folders.values()]
+        if not paths and self.workspace.root_path:
+            paths = [self.workspace.root_path]
+        return [p for p in paths if p]
 
     def workspace_roots(self) -> list[Path]:
         """The workspace folders on disk."""
@@ -421,6 +492,44 @@ class TandemServer(LanguageServer):
         logger.info("indexed %d files in %.1f s", count, self.index_stats["seconds"])
         self.protocol.notify(STATUS_NOTIFICATION, self.status())
 
+    def snapshot(self, uri: str) -> tuple[TextDocument, Document]:
+        """An open document and the engine's immutable snapshot of it."""
+        doc = self.document(uri)
+        path = doc.path
+        rel: str | None = None
+        if path:
+            rel = Path(path).name
+            if root := self.workspace.root_path:
+                with contextlib.suppress(ValueError):
+                    rel = Path(path).relative_to(root).as_posix()
+        snapshot = Document(uri, doc.source, doc.language_id or "", rel, path or None)
+        return doc, snapshot
+
+    async def warm_document(self, uri: str, line: int | None = None) -> None:
+        """Warm a document's prompt prefix in idle time (opened or focused).
+
+        Without a cursor line (a plain ``didOpen``), the guess is the end of the
+        document's first window, where editors put the cursor of a newly opened
+        file; any position in a file shorter than ``prefixChars`` shares it.
+        """
+        await self.wait_for_backend()
+        settings = self.settings
+        if not settings.completion.enabled or not settings.completion.warm_up:
+            return
+        try:
+            doc, snapshot = self.snapshot(uri)
+        except JsonRpcInvalidParams:
+            return  # closed meanwhile
+        text = snapshot.text
+        if line is None:
+            offset = min(len(text), settings.completion.prefix_chars)
+            offset = text.rfind("\n", 0, offset) + 1 if offset < len(text) else offset
+        else:
+            lines = doc.lines
+            line = max(0, min(line, len(lines)))
+            offset = sum(len(x) for x in lines[:line])
+        self.engine.warm_soon(snapshot, offset, settings.completion, settings.context)
+
     def note_edit(self, uri: str, lines: list[int]) -> None:
         """Remember where a document was just edited (most recent first)."""
         recent = self.recent_edits.setdefault(uri, collections.deque(maxlen=8))
@@ -438,10 +547,14 @@ class TandemServer(LanguageServer):
     def index_document(self, path: str | None, text: str, language_id: str) -> None:
         """Keep an open or saved document's definitions current."""
         context = self.settings.context
-        if path and privacy.never_send(
-            relative(path, self.engine.roots), self.settings.privacy.never_send
+        if len(text) <= context.max_file_bytes or (
+            path
+            and privacy.never_send(
+                path, self.settings.privacy.never_send, self.engine.roots
+            )
         ):
-            privacy.redact(text)  # learn its secrets: redacted wherever they recur
+            # Its secrets are redacted from any window cut from it later.
+            self.run_task(asyncio.to_thread(privacy.learn, text))
         if path and context.enabled and len(text) <= context.max_file_bytes:
             self.engine.index.update(path, text, language_id)
 
@@ -462,7 +575,8 @@ class TandemServer(LanguageServer):
         if self._index_task is not None:
             self._index_task.cancel()
         if self._backend_task is not None:
-            self._backend_task.cancel()
+            self._backend_task.cancel()  # kills a download, frees a loading model
+            await asyncio.wait({self._backend_task})
         await self.engine.aclose()
         await self.router.aclose()
         local, self.router.local = self.router.local, None
@@ -478,9 +592,16 @@ def _needs_local(settings: Settings) -> bool:
 
 def create_server(settings: Settings | None = None) -> TandemServer:
     """A new server with every feature registered (order matters)."""
-    from tandem.features import actions, commands, completion, documents, lifecycle
+    from tandem.features import (
+        actions,
+        commands,
+        completion,
+        documents,
+        lifecycle,
+        nextedit,
+    )
 
     server = TandemServer(settings)
-    for feature in (lifecycle, documents, completion, commands, actions):
+    for feature in (lifecycle, documents, completion, commands, actions, nextedit):
         feature.register(server)
     return server

@@ -186,8 +186,9 @@ async def test_member_after_dot_gets_the_imported_modules_members(
         state = await status(client)
         context = state["stats"]["last_context"]
         assert context["files"] == ["shop/pricing.py"]
-        assert "def apply_volume_discount(unit_price: float, quantity: int)" in (
-            context["text"]
+        assert (
+            "def apply_volume_discount(unit_price: float, quantity: int)"
+            in (context["text"])
         )
         assert completion.startswith("apply_volume_discount("), (completion, context)
         latency = state["latency"]

@@ -22,10 +22,12 @@ import {
   type Request,
   SERVER,
 } from './commands';
+import { NextEdits } from './nextedit';
 import { LANGUAGES, type LaunchSettings, modelMissing, needsRestart, serverLaunch, serverSettings } from './settings';
 import { modelProblem, type ServerStatus, statusView } from './status';
 
 const STATUS_NOTIFICATION = '$/tandem/status';
+const FOCUS_NOTIFICATION = 'tandem/didFocus';
 const EXPLANATION_SCHEME = 'tandem-explanation';
 const CHOOSE_MODEL = 'Choose a Model File…';
 
@@ -137,8 +139,18 @@ async function startClient(): Promise<void> {
     else if (pick === 'Show Log') output.show(true);
     return;
   }
+  focus(vscode.window.activeTextEditor);
   // Status as it is now (the server also sends it whenever it changes).
   showStatus((await execute({ command: SERVER.status, arguments: [] })) as ServerStatus | undefined);
+}
+
+/** Tell the server which document is shown and where its cursor is. */
+function focus(editor: vscode.TextEditor | undefined): void {
+  if (!editor || !client?.isRunning() || !LANGUAGES.includes(editor.document.languageId)) return;
+  void client.sendNotification(FOCUS_NOTIFICATION, {
+    textDocument: { uri: editor.document.uri.toString() },
+    position: editor.selection.active,
+  });
 }
 
 async function stopClient(): Promise<void> {
@@ -301,7 +313,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (needsRestart((s) => e.affectsConfiguration(s))) void restart();
     }),
+    // Where the user is about to type: the server warms that prompt in idle time.
+    vscode.window.onDidChangeActiveTextEditor((editor) => focus(editor)),
+    vscode.window.onDidChangeTextEditorSelection((e) => {
+      if (e.kind !== vscode.TextEditorSelectionChangeKind.Keyboard) focus(e.textEditor);
+    }),
     { dispose: () => void stopClient() },
+    new NextEdits(() => client, () => config().get<boolean>('nextEdit.enabled', true)),
   );
   void welcome(context);
   await startClient();

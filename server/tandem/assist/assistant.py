@@ -152,7 +152,9 @@ class Assistant:
             current, code, self.engine.index, budget, self.engine.token_counter()
         )
         files = tuple(
-            attrs.evolve(f, path=builder.relative(f.path, self.engine.roots))
+            attrs.evolve(
+                f, path=builder.relative(f.path, self.engine.roots), fs_path=f.path
+            )
             for f in found.files
         )
         return attrs.evolve(found, files=files)
@@ -190,6 +192,7 @@ class Assistant:
             messages,
             max_tokens=max_tokens,
             path=doc.path,
+            fs_path=doc.fs_path,
             context=context.files,
             language=language,
         )
@@ -268,6 +271,7 @@ class Assistant:
                 max_tokens=max_tokens,
                 temperature=temperature,
                 path=doc.path,
+                fs_path=doc.fs_path,
                 context=context.files,
                 language=language,
             )

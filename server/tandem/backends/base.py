@@ -22,6 +22,8 @@ class GenerateRequest:
     stop: tuple[str, ...] = ()
     path: str | None = None
     """Workspace-relative path of the file, for models with file-level markers."""
+    fs_path: str | None = None
+    """The file's absolute path, for the privacy rules (never sent)."""
     context: tuple[ContextFile, ...] = ()
     """Definitions from other files, laid out before the current file."""
     repo: str | None = None
@@ -47,6 +49,8 @@ class ChatRequest:
     temperature: float = 0.0
     path: str | None = None
     """Workspace-relative path of the file the code comes from (privacy rules)."""
+    fs_path: str | None = None
+    """The file's absolute path, for the privacy rules (never sent)."""
     context: tuple[ContextFile, ...] = ()
     """Definitions from other files; the router puts them into the first user
     message (or leaves them out for a cloud backend, as the settings say)."""

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import attrs
 from lsprotocol import types
 
 from tandem.server import TandemServer
+
+DID_FOCUS = "tandem/didFocus"
+"""Notification: the editor shows a document (and where its cursor rests)."""
+
+
+@attrs.define
+class DidFocusParams:
+    """Params of ``tandem/didFocus``."""
+
+    text_document: types.TextDocumentIdentifier
+    position: types.Position | None = None
 
 
 def register(server: TandemServer) -> None:
@@ -14,6 +26,14 @@ def register(server: TandemServer) -> None:
     def did_open(ls: TandemServer, params: types.DidOpenTextDocumentParams) -> None:
         doc = ls.workspace.get_text_document(params.text_document.uri)
         ls.index_document(doc.path, doc.source, doc.language_id or "")
+        ls.run_task(ls.warm_document(params.text_document.uri))
+        ls.next_edit.history.opened(params.text_document.uri, doc.source, doc.path)
+
+    @server.feature(DID_FOCUS)
+    def did_focus(ls: TandemServer, params: DidFocusParams) -> None:
+        """The editor shows this document, the cursor on ``position`` (optional)."""
+        line = params.position.line if params.position is not None else None
+        ls.run_task(ls.warm_document(params.text_document.uri, line))
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: TandemServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -23,6 +43,8 @@ def register(server: TandemServer) -> None:
             if isinstance(c, types.TextDocumentContentChangePartial)
         ]
         ls.note_edit(params.text_document.uri, lines)
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        ls.next_edit.history.changed(params.text_document.uri, doc.source)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: TandemServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -39,3 +61,4 @@ def register(server: TandemServer) -> None:
     def did_close(ls: TandemServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.engine.forget(params.text_document.uri)
         ls.recent_edits.pop(params.text_document.uri, None)
+        ls.next_edit.forget(params.text_document.uri)

@@ -9,7 +9,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp._capabilities import get_capability
 
-from tandem.features import completion
+from tandem.features import completion, nextedit
 from tandem.server import TandemServer
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def register(server: TandemServer) -> None:
     def initialize(ls: TandemServer, params: types.InitializeParams) -> None:
         ls.loop = asyncio.get_running_loop()
         ls.initialization_options = params.initialization_options
+        ls.experimental = {**nextedit.CAPABILITY}
         if get_capability(ls.client_capabilities, "text_document.inline_completion"):
             completion.register_inline(ls)
 
