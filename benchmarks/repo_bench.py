@@ -153,6 +153,7 @@ def find_cases(package: Path, rng: random.Random) -> tuple[list[Case], list[Case
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Load)  # a use, not an assignment
                 and isinstance(node.value, ast.Name)
                 and node.value.id in offered
                 and node.attr in offered[node.value.id]

@@ -34,6 +34,7 @@ SECTIONS: dict[str, tuple[str, type[Any] | None]] = {
     "completion": ("Completion", config.CompletionSettings),
     "context": ("Workspace context", config.ContextSettings),
     "actions": ("Explain and refactor", config.ActionSettings),
+    "nextEdit": ("Next edit", config.NextEditSettings),
     "routing": ("Routing and cloud escalation", config.RoutingSettings),
     "privacy": ("Privacy", config.PrivacySettings),
     "ollama": ("Ollama", config.OllamaSettings),

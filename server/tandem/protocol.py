@@ -114,6 +114,17 @@ class TandemProtocol(LanguageServerProtocol):
         if message is not ANSWERED:
             super().handle_message(message)
 
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(
+        self, params: types.InitializeParams
+    ) -> Generator[Any, Any, types.InitializeResult]:
+        """Initialize, advertising the server's ``experimental`` capabilities."""
+        result: types.InitializeResult = yield from super().lsp_initialize(params)
+        experimental = getattr(self._server, "experimental", None)
+        if experimental:
+            result.capabilities.experimental = experimental
+        return result
+
     @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(
         self, params: types.DidChangeTextDocumentParams

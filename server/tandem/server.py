@@ -409,6 +409,7 @@ class TandemServer(LanguageServer):
             },
             "stats": attrs.asdict(self.engine.stats),
             "actions": attrs.asdict(self.assistant.stats),
+            "nextEdit": attrs.asdict(self.next_edit.stats),
             "backendCounters": attrs.asdict(counters) if counters else {},
             "index": {**self.index_stats, "indexed": len(self.engine.index)},
             "settings": attrs.asdict(self.settings),

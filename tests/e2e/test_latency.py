@@ -10,7 +10,15 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from tests.e2e.helpers import PALINDROME, complete, edit, open_doc, session, status
+from tests.e2e.helpers import (
+    PALINDROME,
+    complete,
+    edit,
+    open_doc,
+    session,
+    status,
+    wait_for_state,
+)
 from tests.models import qwen_model
 
 CURSOR = types.Position(line=2, character=4)
@@ -148,3 +156,35 @@ async def test_context_budget_follows_the_speed() -> None:
         await complete(client, URI, types.Position(line=2, character=5))
         state = await status(client)
         assert state["latency"]["contextBudget"] == 0
+
+
+@pytest.mark.slow
+async def test_a_focused_document_is_warm_before_the_first_request() -> None:
+    """``tandem/didFocus`` with the cursor line: the prompt up to there is in the
+    KV cache before the user asks, so the request evaluates only its tail."""
+    body = "".join(
+        f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
+        for i in range(40)
+    )
+    text = body + "def is_even(n: int) -> bool:\n    \n"
+    line = text.count("\n") - 1
+    async with session(env(), options(prefetch=False)) as client:
+        await wait_for_state(client, "ready")
+        open_doc(client, URI, text)
+        client.protocol.notify(
+            "tandem/didFocus",
+            {"textDocument": {"uri": URI}, "position": {"line": line, "character": 4}},
+        )
+        for _ in range(3000):  # bounded: the warm-up runs when the model is free
+            state = await status(client)
+            scheduler = state["latency"]["scheduler"]
+            if state["stats"]["warmups"] and not scheduler["running"]:
+                break
+            await asyncio.sleep(0.1)
+        assert state["stats"]["warmups"] >= 1
+        assert state["latency"]["scheduler"]["started"]["warm"] >= 1
+        await complete(client, URI, types.Position(line=line, character=4))
+        last = (await status(client))["suggestions"][-1]
+        assert last["source"] == "model"
+        # Only the text after the cursor and the FIM markers were new.
+        assert last["cachedTokens"] > 10 * last["newPromptTokens"], last

@@ -213,7 +213,28 @@ function M.refactor(a)
   end
 end
 
+--- Tell the server this buffer is shown and where its cursor rests, so it can
+--- warm that prompt before the user types (`tandem/didFocus`).
+local function focus(c, buf)
+  if not vim.api.nvim_buf_is_valid(buf) or vim.api.nvim_get_current_buf() ~= buf then
+    return
+  end
+  local row = vim.api.nvim_win_get_cursor(0)[1]
+  c:notify("tandem/didFocus", {
+    textDocument = { uri = vim.uri_from_bufnr(buf) },
+    position = { line = row - 1, character = 0 },
+  })
+end
+
 local function on_attach(c, buf)
+  vim.api.nvim_create_autocmd({ "BufEnter", "CursorHold" }, {
+    buffer = buf,
+    group = vim.api.nvim_create_augroup("tandem.focus." .. buf, { clear = true }),
+    callback = function()
+      focus(c, buf)
+    end,
+  })
+  focus(c, buf)
   local next_edit = M.config.next_edit
   if next_edit.enabled then
     require("tandem.nextedit").attach(buf, c.id, next_edit)
