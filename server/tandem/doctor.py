@@ -179,9 +179,14 @@ async def _probe(settings: Settings) -> dict[str, str]:
         *settings.routing.refactor,
         settings.routing.escalate_to,
     ]
+    from tandem.keys import unconfirmed_host
+
     found: dict[str, str] = {}
     for name in dict.fromkeys(n for n in names if n and n != "local"):
         backend: Any = None
+        if (why := unconfirmed_host(settings, name)) is not None:
+            found[name] = f"not probed: {why}"  # the probe would send the key
+            continue
         try:
             cls: Any = backend_class(name)
             backend = cls(getattr(settings, name))

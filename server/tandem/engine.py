@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections import deque
@@ -17,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import attrs
+import cachetools
 
 from tandem import latency
 from tandem.backends.base import Backend, GenerateRequest, GenerationStats
@@ -122,6 +122,24 @@ def _approx_tokens(text: str) -> int:
     return int(len(text) / 3.5) + 1
 
 
+def _memo_by_hash(count: Callable[[str], int]) -> Callable[[str], int]:
+    """``count`` memoised by the text's hash.
+
+    Windows of 4,000 characters are counted; a cache keyed on the texts
+    themselves would keep them all alive.
+    """
+    memo: cachetools.LRUCache[tuple[int, int], int] = cachetools.LRUCache(8192)
+
+    def counted(text: str) -> int:
+        key = (hash(text), len(text))
+        found = memo.get(key)
+        if found is None:
+            memo[key] = found = count(text)
+        return found
+
+    return counted
+
+
 class BackendMissing(Exception):
     """No backend is ready; the message says why and what to do."""
 
@@ -192,7 +210,7 @@ class CompletionEngine:
         self.stats = EngineStats()
         self.scheduler = Scheduler()
         """Decides which model work runs: requests first, then background work."""
-        self._stable: dict[str, tuple[object, builder.Context]] = {}
+        self._stable: dict[str, tuple[object, builder.Context, tuple[Any, ...]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.budget_reason = "not sized yet"
         self.window_cap: int | None = None
@@ -225,7 +243,11 @@ class CompletionEngine:
         """
         self.stats.requests += 1
         started = time.perf_counter()
-        window = self.window(doc.text, offset, settings, context)
+        # The suffix is all the cache and in-flight checks need; the prefix is cut
+        # to its token budget only when a generation starts.
+        window = cursor_window(
+            doc.text, offset, settings.prefix_chars, settings.suffix_chars
+        )
         before = doc.text[:offset]
         wait_ms = self._debounce_ms(doc.uri, before, settings)
         if settings.cache:
@@ -253,9 +275,9 @@ class CompletionEngine:
                         return self._record(doc.uri, followed, started)
                 if flight.task is not None:
                     flight.task.cancel()
+            await asyncio.sleep(wait_ms / 1000)  # a newer keystroke cancels it here
             async with self.scheduler.request():
-                await asyncio.sleep(wait_ms / 1000)
-                flight = self._launch(doc, offset, settings, context, "model", window)
+                flight = self._launch(doc, offset, settings, context, "model")
                 result = await self._await(flight)
             result = attrs.evolve(result, debounce_ms=wait_ms)
             return self._record(doc.uri, result, started)
@@ -694,10 +716,17 @@ class CompletionEngine:
         """
         key = (current.imports, budget, id(count), len(self.index))
         memo = self._stable.get(current.path)
-        if memo is not None and memo[0] == key:
+        if (
+            memo is not None
+            and memo[0] == key
+            and all(self.index.file(path) is entry for path, entry in memo[2])
+        ):
             return memo[1]
         stable = builder.stable_context(current, text, self.index, budget, count)
-        self._stable[current.path] = (key, stable)
+        # The imported files it was made from: re-indexing one (saved, changed on
+        # disk) makes it stale.
+        entries = tuple((p, self.index.file(p)) for p in {k[0] for k in stable.keys})
+        self._stable[current.path] = (key, stable, entries)
         if len(self._stable) > 64:
             self._stable.pop(next(iter(self._stable)))
         return stable
@@ -713,7 +742,7 @@ class CompletionEngine:
             return _approx_tokens
         if self._counter_for is not backend:
             self._counter_for = backend
-            self._counter = functools.lru_cache(maxsize=8192)(count)
+            self._counter = _memo_by_hash(count)
         return self._counter
 
     async def _generate(

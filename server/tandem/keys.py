@@ -117,10 +117,17 @@ def unconfirmed_host(settings: Settings, backend: str) -> str | None:
         return None
     env, url, own = route
     host = host_of(url)
-    if (own and host == host_of(own)) or is_loopback(url):
+    if is_loopback(url):
+        return None
+    if not url.lower().startswith("https://"):
+        return (
+            f"{backend}: not sending the key in ${env} to {url} in clear text: "
+            "use an https:// address."
+        )
+    if own and host == host_of(own):
         return None
     confirmed = {host_of(h) for h in settings.privacy.confirmed_hosts}
-    if host in confirmed or (host.split(":")[0] in confirmed):
+    if host in confirmed:
         return None
     where = f"its service ({host_of(own)})" if own else "the service it is for"
     return (

@@ -347,7 +347,15 @@ class RoutedBackend:
         self.task = task
         self.escalation = escalation
         """Why this view goes to the cloud first (empty: it does not)."""
+        self.local_only = False
+        """Only the in-process model serves this view (nothing leaves the machine)."""
         self.last_backend = ""
+
+    def only_local(self) -> RoutedBackend:
+        """This task on the in-process model alone, whatever its chain says."""
+        view = RoutedBackend(self.router, self.task)
+        view.local_only = True
+        return view
 
     @property
     def loaded(self) -> bool:
@@ -357,6 +365,8 @@ class RoutedBackend:
     @property
     def local_first(self) -> bool:
         """Whether this task goes to the in-process model first."""
+        if self.local_only:
+            return True
         chain = getattr(self.router.settings.routing, self.task)
         return bool(chain) and chain[0] == "local" and not self.escalation
 
@@ -379,6 +389,8 @@ class RoutedBackend:
         return RoutedBackend(self.router, self.task, reason)
 
     def _plan(self) -> list[tuple[str, str]]:
+        if self.local_only:
+            return [("local", "in-process only")]
         chain = getattr(self.router.settings.routing, self.task)
         plan = [(name, f"routing.{self.task}[{i}]") for i, name in enumerate(chain)]
         if self.escalation and (target := self.router.escalation_target()):

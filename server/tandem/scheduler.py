@@ -125,6 +125,9 @@ class Scheduler:
         job: _Job[T] = _Job(
             priority, key, factory, loop.create_future(), protected, self._seq
         )
+        # A caller gone by the time its job fails must not leave the failure
+        # "never retrieved".
+        job.result.add_done_callback(_retrieve)
         older = self._pending.pop((priority, key), None)
         if older is not None:
             self.stats.count(self.stats.replaced, priority)
@@ -134,6 +137,7 @@ class Scheduler:
             running is not None
             and running.task is not None
             and (running.key, running.priority) == (key, priority)
+            and not (running.protected is not None and running.protected())
         ):
             self.stats.count(self.stats.replaced, priority)
             running.task.cancel()  # a newer job for the same thing
@@ -190,9 +194,15 @@ class Scheduler:
             return
         job = min(self._pending.values(), key=lambda j: (j.priority, j.seq))
         del self._pending[(job.priority, job.key)]
+        try:
+            task = asyncio.ensure_future(job.factory())
+        except Exception as e:  # the factory failed before any await
+            job.result.set_exception(e)
+            self._kick()
+            return
         self._running = job
+        job.task = task
         self.stats.count(self.stats.started, job.priority)
-        job.task = task = asyncio.ensure_future(job.factory())
         task.add_done_callback(lambda t: self._finished(job, t))
 
     def _finished(self, job: _Job[Any], task: asyncio.Task[Any]) -> None:
@@ -208,3 +218,8 @@ class Scheduler:
                 self.stats.count(self.stats.completed, job.priority)
                 job.result.set_result(task.result())
         self._kick()
+
+
+def _retrieve(result: asyncio.Future[Any]) -> None:
+    if not result.cancelled():
+        result.exception()

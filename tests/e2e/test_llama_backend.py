@@ -39,6 +39,7 @@ async def backend(**kw: Any) -> AsyncIterator[LlamaCppBackend]:
     b = LlamaCppBackend(options(**kw))
     try:
         await b.load()
+        await b.drained()  # the speed calibration runs first (it is not a test)
         yield b
     finally:
         await b.aclose()

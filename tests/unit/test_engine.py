@@ -303,3 +303,20 @@ async def test_prefetch_runs_through_the_scheduler_after_the_request() -> None:
         await asyncio.sleep(0.01)
     assert engine.scheduler.stats.started == {"prefetch": 1}
     assert len(backend.requests) == 2
+
+
+async def test_the_import_context_follows_changes_to_the_imported_file() -> None:
+    from tandem.context.index import WorkspaceIndex
+
+    index = WorkspaceIndex()
+    index.update("/ws/shop/pricing.py", "def apply_volume_discount(p, q):\n    pass\n")
+    text = "from shop import pricing\n\ndef f():\n    return pricing."
+    doc = Document("file:///ws/shop/cart.py", text, "python", None, "/ws/shop/cart.py")
+    engine = CompletionEngine(FakeBackend(), index)
+    settings = ContextSettings()
+    first = engine.context(doc, len(text), settings, 0)
+    assert "apply_volume_discount" in first.symbols
+    index.update("/ws/shop/pricing.py", "def apply_discount(p, q):\n    pass\n")
+    again = engine.context(doc, len(text), settings, 0)
+    assert "apply_discount" in again.symbols
+    assert "apply_volume_discount" not in again.symbols

@@ -50,12 +50,21 @@ def test_a_key_redirected_by_a_base_url_is_refused_naming_the_host() -> None:
 
 def test_a_confirmed_host_may_receive_the_key() -> None:
     gateway = OpenAISettings(base_url="https://gw.example.org:8443/v1")
-    for confirmed in (("gw.example.org:8443",), ("gw.example.org",)):
-        privacy = PrivacySettings(confirmed_hosts=confirmed)
-        settings = _settings(openai=gateway, privacy=privacy)
-        assert keys.unconfirmed_host(settings, "openai") is None
-    other = PrivacySettings(confirmed_hosts=("gw.example.org:9000",))
-    assert keys.unconfirmed_host(_settings(openai=gateway, privacy=other), "openai")
+    privacy = PrivacySettings(confirmed_hosts=("gw.example.org:8443",))
+    settings = _settings(openai=gateway, privacy=privacy)
+    assert keys.unconfirmed_host(settings, "openai") is None
+    # The host and port as confirmed, no other port.
+    for confirmed in (("gw.example.org",), ("gw.example.org:9000",)):
+        other = PrivacySettings(confirmed_hosts=confirmed)
+        assert keys.unconfirmed_host(_settings(openai=gateway, privacy=other), "openai")
+
+
+def test_a_key_never_travels_in_clear_text_off_this_machine() -> None:
+    plain = OpenAISettings(base_url="http://api.openai.com/v1")
+    why = keys.unconfirmed_host(_settings(openai=plain), "openai")
+    assert why is not None and "https" in why
+    loopback = OpenAISettings(base_url="http://127.0.0.1:8080/v1")
+    assert keys.unconfirmed_host(_settings(openai=loopback), "openai") is None
 
 
 def test_the_custom_preset_has_no_host_of_its_own() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -153,3 +154,39 @@ def _record(order: list[str], name: str):  # type: ignore[no-untyped-def]
         return name
 
     return job
+
+
+async def test_a_followed_job_is_not_replaced_by_a_newer_one() -> None:
+    scheduler = Scheduler()
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def followed() -> str:
+        started.set()
+        await release.wait()
+        return "served"
+
+    first = asyncio.ensure_future(
+        scheduler.run(Priority.PREFETCH, "a", followed, protected=lambda: True)
+    )
+    await started.wait()
+    order: list[str] = []
+    second = asyncio.ensure_future(
+        scheduler.run(Priority.PREFETCH, "a", _record(order, "next"))
+    )
+    await asyncio.sleep(0)
+    release.set()
+    assert await first == "served"
+    assert await second == "next"
+
+
+async def test_a_factory_failing_at_once_does_not_wedge_the_scheduler() -> None:
+    scheduler = Scheduler()
+
+    def broken() -> Any:
+        raise RuntimeError("no coroutine")
+
+    with pytest.raises(RuntimeError, match="no coroutine"):
+        await scheduler.run(Priority.WARM, "a", broken)
+    order: list[str] = []
+    assert await scheduler.run(Priority.WARM, "a", _record(order, "ok")) == "ok"

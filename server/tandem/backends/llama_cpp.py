@@ -616,7 +616,8 @@ class LlamaCppBackend:
         reuses those tokens.
         """
         await self.load()
-        self._calibration_stop.set()
+        # Not a reason to cut the speed calibration short (a request is): the
+        # warm-up waits for it on the worker thread.
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         done = loop.run_in_executor(self._executor, self._warm, req, stop)
@@ -770,8 +771,8 @@ class LlamaCppBackend:
         """Stop work and free the model; a load under way is waited for and freed."""
         self._closed = True
         self._calibration_stop.set()
-        if self._abort_flag is not None:
-            self._abort_flag.set()
+        if (flag := self._abort_flag) is not None:  # the worker may clear it meanwhile
+            flag.set()
         if self._freed:
             return
         self._freed = True

@@ -97,6 +97,11 @@ class NextEditor:
         backend = self.engine.backend
         if backend is None:
             raise BackendMissing(self.engine.backend_problem)
+        # Recent edits of other files go into the prompt: next edits are predicted
+        # by the in-process model only and never leave the machine.
+        only_local = getattr(backend, "only_local", None)
+        if only_local is not None:
+            backend = only_local()
         self.history.group_s = settings.group_ms / 1000
         kind = self.format_for(settings)
         latest = self.history.latest(doc.uri)
