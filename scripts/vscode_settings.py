@@ -75,18 +75,20 @@ def scope(key: str) -> str | None:
 
 # Settings of the extension itself: how it starts the server. They never reach
 # the server's settings tree (``server`` and ``trace`` are client keys there).
+# ``machine``: what runs, with which environment (proxies, certificates, the
+# model), is the user's choice, never a repository's.
 CLIENT_SETTINGS: dict[str, dict[str, Any]] = {
     "tandem.server.path": {
         "type": "string",
         "default": "tandem-ls",
-        "scope": "machine-overridable",
+        "scope": "machine",
         "markdownDescription": "The `tandem-ls` executable (`pip install tandem-ls`"
         " puts it on `PATH`). Ignored when `#tandem.server.pythonPath#` is set.",
     },
     "tandem.server.pythonPath": {
         "type": "string",
         "default": "",
-        "scope": "machine-overridable",
+        "scope": "machine",
         "markdownDescription": "A Python interpreter that has tandem-ls installed;"
         " the server is started as `python -m tandem`. Empty: use"
         " `#tandem.server.path#`.",
@@ -95,7 +97,7 @@ CLIENT_SETTINGS: dict[str, dict[str, Any]] = {
         "type": "array",
         "items": {"type": "string"},
         "default": [],
-        "scope": "machine-overridable",
+        "scope": "machine",
         "markdownDescription": "Extra command-line arguments for the server, e.g."
         ' `["-v"]` for a more detailed log in the output channel.',
     },
@@ -103,7 +105,7 @@ CLIENT_SETTINGS: dict[str, dict[str, Any]] = {
         "type": "object",
         "additionalProperties": {"type": "string"},
         "default": {},
-        "scope": "machine-overridable",
+        "scope": "machine",
         "markdownDescription": "Extra environment variables for the server, e.g."
         " `TANDEM_MODEL` or the variable named by `#tandem.openai.apiKeyEnv#`"
         " (keys are never read from settings).",

@@ -149,6 +149,11 @@ def code_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodeServer
         "workbench.tips.enabled": False,
     }
     settings_file.write_text(json.dumps(settings, indent=2))
+    # code-server is a remote window: `machine`-scoped settings (how the server
+    # starts, routing, privacy) count from its Machine settings.
+    machine_file = run / "ud" / "Machine" / "settings.json"
+    machine_file.parent.mkdir(parents=True)
+    machine_file.write_text(json.dumps(settings, indent=2))
     env = _environment(run)
     base = [
         str(CODE_SERVER),
