@@ -639,9 +639,10 @@ _Ended = Literal["done", "abandoned", "failed"]
 """How an attempt ended, for its cost: ``done`` (the stream ended), ``abandoned``
 (stopped early, cancelled, past a deadline: the server may have gone on) or
 ``failed`` (an error: what the server reported, if anything)."""
-BYTES_PER_TOKEN_BOUND = 3
-"""For the reservation, a prompt is counted high: a token per 3 UTF-8 bytes
-(code tokenizers average about 4)."""
+BYTES_PER_TOKEN_BOUND = 1
+"""For the reservation, a prompt is counted as a token per UTF-8 byte: a bound
+(no token is shorter than a byte), where code averages about 4 bytes a token
+and hex, base64 or minified text far fewer."""
 FILL_OVERHEAD_TOKENS = 100
 """The fill-in instruction and fences around a completion asked as a chat."""
 
