@@ -158,6 +158,7 @@ def routed(
     local, cloud = FakeBackend(), FakeBackend()
     router.local = local
     router.remote = {"anthropic": cloud}
+    router.roots = lambda: ["/w"]  # the documents' workspace folder
     helper = Assistant(CompletionEngine(router.view("completion")))
     helper.backend_for = router.view  # type: ignore[assignment]
     return helper, local, cloud, router

@@ -196,7 +196,11 @@ class Assistant:
             context=context.files,
             language=language,
         )
-        async with contextlib.aclosing(backend.chat(req, stats)) as stream:
+        # A user's request: background model work (warm-up, next edit) gives way.
+        async with (
+            self.engine.scheduler.request(),
+            contextlib.aclosing(backend.chat(req, stats)) as stream,
+        ):
             async for chunk in stream:
                 chunks.append(chunk)
                 if on_text is not None:
@@ -276,7 +280,8 @@ class Assistant:
                 language=language,
             )
             try:
-                answer = await _collect(chosen, req, stats)
+                async with self.engine.scheduler.request():
+                    answer = await _collect(chosen, req, stats)
                 changes = self._checked(doc, region, old, answer, task, grammar)
             except UnsafeEdit as e:
                 self.stats.answers_rejected += 1
