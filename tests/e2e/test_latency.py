@@ -164,7 +164,7 @@ async def test_a_focused_document_is_warm_before_the_first_request() -> None:
     KV cache before the user asks, so the request evaluates only its tail."""
     body = "".join(
         f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
-        for i in range(40)
+        for i in range(120)  # longer than prefixChars: opening warms the top only
     )
     text = body + "def is_even(n: int) -> bool:\n    \n"
     line = text.count("\n") - 1

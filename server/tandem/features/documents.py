@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import attrs
+from typing import Any
+
 from lsprotocol import types
 
 from tandem.server import TandemServer
@@ -11,12 +12,18 @@ DID_FOCUS = "tandem/didFocus"
 """Notification: the editor shows a document (and where its cursor rests)."""
 
 
-@attrs.define
-class DidFocusParams:
-    """Params of ``tandem/didFocus``."""
+def focus_params(params: Any) -> tuple[str, int | None] | None:
+    """(uri, cursor line or None) of ``tandem/didFocus`` params; None if malformed.
 
-    text_document: types.TextDocumentIdentifier
-    position: types.Position | None = None
+    pygls hands a custom notification's params over as plain objects with the
+    wire's camelCase names.
+    """
+    document = getattr(params, "textDocument", None)
+    uri = getattr(document, "uri", None)
+    if not isinstance(uri, str):
+        return None
+    line = getattr(getattr(params, "position", None), "line", None)
+    return uri, line if isinstance(line, int) and line >= 0 else None
 
 
 def register(server: TandemServer) -> None:
@@ -30,10 +37,11 @@ def register(server: TandemServer) -> None:
         ls.next_edit.history.opened(params.text_document.uri, doc.source, doc.path)
 
     @server.feature(DID_FOCUS)
-    def did_focus(ls: TandemServer, params: DidFocusParams) -> None:
+    def did_focus(ls: TandemServer, params: Any) -> None:
         """The editor shows this document, the cursor on ``position`` (optional)."""
-        line = params.position.line if params.position is not None else None
-        ls.run_task(ls.warm_document(params.text_document.uri, line))
+        found = focus_params(params)
+        if found is not None:
+            ls.run_task(ls.warm_document(*found))
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: TandemServer, params: types.DidChangeTextDocumentParams) -> None:

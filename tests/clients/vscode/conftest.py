@@ -153,7 +153,8 @@ def code_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodeServer
     # starts, routing, privacy) count from its Machine settings.
     machine_file = run / "ud" / "Machine" / "settings.json"
     machine_file.parent.mkdir(parents=True)
-    machine_file.write_text(json.dumps(settings, indent=2))
+    starting = {k: v for k, v in settings.items() if k.startswith("tandem.server.")}
+    machine_file.write_text(json.dumps(starting, indent=2))
     env = _environment(run)
     base = [
         str(CODE_SERVER),
