@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -32,6 +33,8 @@ NANO = 1_000_000_000
 """Nano-dollars per dollar: amounts are stored as integers of these."""
 KEEP_DAYS = 31
 BUSY_TIMEOUT_S = 10.0
+INIT_ATTEMPTS = 20
+"""Tries at opening the file while another process is setting it up."""
 """How long a write waits for another process's transaction."""
 _CORRUPT = {11, 26}
 """SQLITE_CORRUPT, SQLITE_NOTADB."""
@@ -259,19 +262,29 @@ def _init(where: str) -> sqlite3.Connection:
     One connection per process, used under the ledger's lock from whichever
     thread asks.
     """
-    db = sqlite3.connect(
-        where, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-    )
-    try:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
-    except BaseException:
-        db.close()
-        raise
-    return db
+    for attempt in range(INIT_ATTEMPTS):
+        db = sqlite3.connect(
+            where, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            return db
+        except sqlite3.OperationalError as e:
+            db.close()
+            # Another process switching the file to WAL or making the schema at the
+            # same moment: SQLite answers "locked" at once, busy timeout or not.
+            # Not a reason to count this session in memory.
+            if "locked" not in str(e) or attempt == INIT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+        except BaseException:
+            db.close()
+            raise
+    raise AssertionError("unreachable")
 
 
 def _total(db: sqlite3.Connection, day: str) -> int:

@@ -156,6 +156,11 @@ def test_restart_mid_request_loses_nothing(page: Any) -> None:
     wait_ready(page)
     page.locator(".editor-instance .monaco-editor .view-lines").first.click()
     go_to_line(page, 3)
+    # The buffer as the module's fixture wrote it: an earlier test's typing left
+    # behind would show up below as a doubled word.
+    assert editor_lines(page, "sample.py")[2].rstrip() == "", editor_lines(
+        page, "sample.py"
+    )
     page.keyboard.type("return", delay=30)  # a completion request goes out...
     run_command(page, "tandem-ls: Restart Server")  # ...and the server goes away
     page.locator(".statusbar-item", has_text="tandem: starting").wait_for()
