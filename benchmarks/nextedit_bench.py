@@ -23,7 +23,11 @@ user moves on, not this one's.
 Scores: *exact* (the first change offered, applied, gives exactly the expected
 text), *at target* (it touches the expected span), *shown* (anything offered), on
 the edit cases; *quiet* (nothing offered) on the quiet cases; p50 latency of the
-prediction on this machine.
+prediction on this machine. With ``--json``, each row also has the change the
+gate judged, shown or not (``judged``, ``judgedExact``), the log-probabilities
+of its tokens that gave the confidence (``changeLogprobs``) and the confidence
+the gate's heuristic would give (``heuristic``): what ``minConfidence`` is
+calibrated on.
 
     python benchmarks/nextedit_bench.py --model GGUF [--n 8] [--kinds ...]
         [--format auto|chat|sweep|zeta] [--seed 0] [--json]
@@ -49,6 +53,7 @@ from tandem.assist.edits import apply
 from tandem.backends.llama_cpp import LlamaCppBackend, LlamaCppOptions
 from tandem.config import NextEditSettings
 from tandem.engine import CompletionEngine, Document
+from tandem.nextedit import gate
 from tandem.nextedit.pipeline import NextEditor
 
 PACKAGES = ("", "json", "email", "http", "logging", "urllib", "xml/dom", "importlib")
@@ -332,17 +337,23 @@ async def run_case(
     nexted.history.opened(uri, case.original, case.path)
     nexted.history.changed(uri, case.edited)
     doc = Document(uri, case.edited, "python", case.path)
+    latest = nexted.history.latest(uri)
     started = time.perf_counter()
     prediction = await nexted.predict(doc, case.cursor, settings)
     ms = (time.perf_counter() - started) * 1000
     assert prediction is not None  # nothing preempts it here
     shown = prediction.shown
-    first = prediction.changes[0] if shown and prediction.changes else None
-    exact = at_target = False
-    if first is not None and case.expected is not None:
-        exact = apply(case.edited, [first]) == case.expected
+    stats = prediction.stats
+    whole = gate.logprob_confidence(stats.token_logprobs) if stats else 0.0
+    candidate = prediction.changes[0] if prediction.changes else None
+    first = candidate if shown else None
+    exact = at_target = right = False
+    if candidate is not None and case.expected is not None:
+        # Whether the change the gate judged is right, shown or not (calibration).
+        right = apply(case.edited, [candidate]) == case.expected
+        exact = right and shown
         lo, hi = case.target
-        at_target = first.start <= hi and first.end >= lo
+        at_target = shown and candidate.start <= hi and candidate.end >= lo
     return {
         "kind": case.kind,
         "path": case.path,
@@ -351,8 +362,16 @@ async def run_case(
         "atTarget": at_target,
         "reason": prediction.reason,
         "confidence": round(prediction.confidence, 2),
+        "judged": candidate is not None,
+        "judgedExact": right,
+        "changeLogprobs": [round(x, 3) for x in prediction.logprobs],
+        # The whole answer's geometric mean, for comparison with the change's.
+        "answerConfidence": round(whole, 3),
+        "heuristic": gate.heuristic_confidence(
+            case.edited, prediction.changes[:1], latest
+        ),
         "ms": round(ms),
-        "generated": prediction.stats.generated_tokens if prediction.stats else 0,
+        "generated": stats.generated_tokens if stats else 0,
         "offered": (
             {"old": case.edited[first.start : first.end], "new": first.new_text}
             if first
@@ -414,7 +433,7 @@ async def main() -> None:
         rows.append(row)
         if args.verbose:
             print(json.dumps(row), file=sys.stderr)
-    result = {
+    result: dict[str, Any] = {
         "model": Path(args.model).name,
         "format": nexted.format_for(settings),
         "cases": len(rows),

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
+import llama_cpp as llama_cpp_lib
+import numpy as np
 import pytest
 
 from tandem.backends import llama_cpp
@@ -218,3 +220,57 @@ async def test_calibration_runs_after_loading() -> None:
         assert prompt_tps > 0 and gen_tps > 0
         assert b.counters.prompt_chunks >= llama_cpp.CALIBRATION_PROMPT // 64
         assert b._kv is not None and b._kv.tokens == []  # left empty for real work
+
+
+def replay(
+    b: LlamaCppBackend, prompt: list[int], ids: list[int]
+) -> list[tuple[float, float]]:
+    """Worker: evaluate ``prompt`` afresh, then ``ids`` one at a time.
+
+    For each id, (its log-probability, the largest of its row), with a log-softmax
+    of the logits computed here, independently of the backend's.
+    """
+    llm = b._llm
+    assert llm is not None
+    llm.reset()
+    llm._ctx.kv_cache_clear()
+    llm.eval(prompt)
+    found = []
+    for token in ids:
+        row = np.ctypeslib.as_array(
+            llama_cpp_lib.llama_get_logits_ith(llm._ctx.ctx, -1),
+            shape=(llm.n_vocab(),),
+        ).astype(np.float64)
+        shifted = row - row.max()
+        logsoftmax = shifted - np.log(np.exp(shifted).sum())
+        found.append((float(logsoftmax[token]), float(logsoftmax.max())))
+        llm.eval([token])
+    return found
+
+
+async def test_token_logprobs_only_when_asked_one_per_token_of_the_greedy_row() -> None:
+    async with backend() as b:
+        req = long_request(4)  # greedy: temperature 0
+        plain = GenerationStats()
+        text = await drain(b.generate(req, plain))
+        assert plain.generated_tokens > 0
+        assert plain.token_logprobs == [] and plain.token_offsets == []
+        scored = GenerationStats()
+        again = await drain(b.generate(attrs.evolve(req, logprobs=True), scored))
+        assert again == text  # recording reads the logits; the tokens are the same
+        logprobs, offsets = scored.token_logprobs, scored.token_offsets
+        assert len(logprobs) == len(offsets) == scored.generated_tokens
+        assert all(lp <= 0 for lp in logprobs)
+        assert offsets[0] == 0 and offsets == sorted(offsets)
+        assert offsets[-1] < len(text)
+        # The tokens the model sampled (all but the last were evaluated after).
+        llm = b._llm
+        assert llm is not None
+        prompt = b.prompt_tokens(req)
+        ids = [int(t) for t in llm.input_ids[len(prompt) : llm.n_tokens]]
+        assert 1 <= len(ids) <= len(logprobs)
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(b._executor, replay, b, prompt, ids)
+        for recorded, (logprob, best) in zip(logprobs, rows, strict=False):
+            assert recorded == pytest.approx(logprob, abs=0.05)
+            assert logprob >= best - 0.05  # greedy took the row's most likely

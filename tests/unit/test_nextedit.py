@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+from collections.abc import AsyncGenerator
 
 import pytest
 
 from tandem.assist.edits import TextChange, apply
-from tandem.backends.base import ChatRequest, GenerateRequest
+from tandem.backends.base import ChatRequest, GenerateRequest, GenerationStats
 from tandem.backends.fake import FakeBackend
 from tandem.config import NextEditSettings
 from tandem.engine import CompletionEngine, Document
@@ -311,3 +314,141 @@ async def test_a_newer_prediction_for_the_document_replaces_the_older() -> None:
     second = await nexted.predict(DOC, AT + 1, SETTINGS)
     assert await first is None
     assert second is not None and second.shown
+
+
+# -- confidence from the log-probabilities of the change's tokens -------------
+
+WINDOW = "def area(w, height):\n    scale = 2\n    return width * height * scale\n"
+"""The window as the model sees it, after the user renamed ``width`` to ``w``."""
+TOKENS = [
+    ("```python\n", -0.3),
+    ("def", -0.01),
+    (" area", -0.01),
+    ("(w", -0.01),
+    (",", -0.01),
+    (" height", -0.01),
+    ("):\n", -0.01),
+    ("    scale", -0.01),
+    (" =", -0.01),
+    (" ", -0.01),
+    ("3", -1.5),  # an unasked change: 2 -> 3
+    ("\n", -0.01),
+    ("    return", -0.01),
+    (" w", -0.7),  # the next use renamed: ``w``, not `` width``
+    (" *", -0.02),
+    (" height", -0.01),
+    (" *", -0.01),
+    (" scale", -0.01),
+    ("\n", -0.01),
+    ("```", -0.05),
+]
+"""A chat answer, token by token, with each token's log-probability."""
+
+
+def scored(tokens: list[tuple[str, float]]) -> tuple[str, list[int], list[float]]:
+    """The answer text, its tokens' offsets and their log-probabilities."""
+    offsets, at = [], 0
+    for text, _ in tokens:
+        offsets.append(at)
+        at += len(text)
+    return "".join(t for t, _ in tokens), offsets, [lp for _, lp in tokens]
+
+
+def test_the_change_logprobs_are_those_of_the_tokens_that_wrote_it() -> None:
+    answer, offsets, logprobs = scored(TOKENS)
+    at = prompts.rewrite_offset("chat", answer)
+    assert at == len("```python\n")
+    rewrite = answer[at : answer.index("```", at)]
+    # Two changes: "2" -> "3" (its one token) and "idth" left out after " w"
+    # (the tokens either side of the deletion); not the copied tokens around.
+    assert gate.change_logprobs(WINDOW, rewrite, answer, at, offsets, logprobs) == [
+        -1.5,
+        -0.7,
+        -0.02,
+    ]
+    no_change = WINDOW.replace("return width", "return w").replace("= 2", "= 3")
+    assert gate.change_logprobs(no_change, rewrite, answer, at, offsets, logprobs) == []
+    assert gate.change_logprobs(WINDOW, rewrite, answer, at, [], []) == []
+
+
+def test_changes_in_the_lines_appended_from_the_window_have_no_tokens() -> None:
+    # The model stopped after its first line; the pipeline took the rest from the
+    # window as it was: nothing there was written by the model.
+    answer, offsets, logprobs = scored(TOKENS[:7])
+    at = prompts.rewrite_offset("chat", answer)
+    assert at is not None
+    rewrite = answer[at:] + "    scale = 2\n    return w * height * scale\n"
+    assert gate.change_logprobs(WINDOW, rewrite, answer, at, offsets, logprobs) == []
+
+
+class ScoredBackend(FakeBackend):
+    """The fake backend reporting a log-probability per chunk (a chunk a token)."""
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        super().__init__()
+        self.scores = scores
+
+    def chat(
+        self, req: ChatRequest, stats: GenerationStats | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Replay the answer; record offsets and log-probabilities when asked."""
+        stats = stats if stats is not None else GenerationStats()
+        return self._scored(super().chat(req, stats), stats, req.logprobs)
+
+    async def _scored(
+        self, stream: AsyncGenerator[str, None], stats: GenerationStats, wanted: bool
+    ) -> AsyncGenerator[str, None]:
+        at = 0
+        async with contextlib.aclosing(stream) as chunks:
+            async for chunk in chunks:
+                if wanted:
+                    stats.token_offsets.append(at)
+                    stats.token_logprobs.append(self.scores.get(chunk, -0.01))
+                at += len(chunk)
+                yield chunk
+
+
+RENAME_ANSWER = [
+    "```python\n",
+    "def area(w, height):\n",
+    "    scale = 2\n",
+    "    return",
+    " w",
+    " * height * scale\n",
+    "\n",
+    "\n",
+    "```\n",
+]
+
+
+@pytest.mark.parametrize(
+    ("logprob", "shown"),
+    [pytest.param(-0.1, True, id="sure"), pytest.param(-2.0, False, id="unsure")],
+)
+async def test_pipeline_confidence_is_the_change_tokens_probability(
+    logprob: float, shown: bool
+) -> None:
+    fake = ScoredBackend({" w": logprob, " * height * scale\n": -0.05})
+    fake.enqueue(RENAME_ANSWER)
+    nexted = editor(fake)
+    settings = NextEditSettings(lines_before=1, lines_after=4, min_confidence=0.5)
+    prediction = await nexted.predict(DOC, AT + 1, settings)
+    assert prediction is not None
+    [req] = fake.requests
+    assert isinstance(req, ChatRequest) and req.logprobs
+    # The copied tokens (-0.01 each, far more of them) do not dilute it.
+    assert prediction.logprobs == (logprob, -0.05)
+    assert prediction.confidence == pytest.approx(math.exp((logprob - 0.05) / 2))
+    assert prediction.shown is shown
+    assert nexted.stats.last["confidenceFrom"] == "logprobs"
+    assert "token_logprobs" not in nexted.stats.last
+
+
+async def test_pipeline_without_logprobs_falls_back_to_the_heuristic() -> None:
+    fake = FakeBackend()
+    fake.enqueue(RENAME_ANSWER)
+    nexted = editor(fake)
+    prediction = await nexted.predict(DOC, AT + 1, SETTINGS)
+    assert prediction is not None and prediction.shown
+    assert prediction.logprobs == () and prediction.confidence == 0.9
+    assert nexted.stats.last["confidenceFrom"] == "heuristic"

@@ -30,6 +30,9 @@ class GenerateRequest:
     """The workspace's name, for models with a repository marker."""
     comment: str = "#"
     """Line comment of the language, for context given to models without markers."""
+    logprobs: bool = False
+    """Record each generated token's log-probability in the stats (the backends
+    that can: in-process llama.cpp); off, it costs nothing."""
 
 
 @attrs.frozen
@@ -55,6 +58,8 @@ class ChatRequest:
     """Definitions from other files; the router puts them into the first user
     message (or leaves them out for a cloud backend, as the settings say)."""
     language: str = ""
+    logprobs: bool = False
+    """Record each generated token's log-probability, as ``GenerateRequest``."""
 
 
 @attrs.define
@@ -67,6 +72,13 @@ class GenerationStats:
     generated_tokens: int = 0
     prompt_ms: float = 0.0
     generation_ms: float = 0.0
+    token_logprobs: list[float] = attrs.field(factory=list)
+    """Natural log-probability (<= 0) of each generated token under the model's
+    distribution at its step, when the request asked (``logprobs``) and the
+    backend can tell; empty otherwise."""
+    token_offsets: list[int] = attrs.field(factory=list)
+    """Where each token of ``token_logprobs`` starts in the generated text
+    (characters; a token inside a multi-byte character starts where it does)."""
 
 
 class Backend(Protocol):

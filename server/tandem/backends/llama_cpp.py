@@ -593,7 +593,7 @@ class LlamaCppBackend:
         tokens = functools.partial(self.prompt_tokens, req)
         stats = stats or GenerationStats()
         return self._stream(
-            _Job(tokens, req.max_tokens, req.temperature, req.stop, stats)
+            _Job(tokens, req.max_tokens, req.temperature, req.stop, stats, req.logprobs)
         )
 
     def chat(
@@ -602,7 +602,9 @@ class LlamaCppBackend:
         """Stream an answer rendered with the model's own chat template."""
         tokens = functools.partial(self.chat_tokens, req)
         stats = stats or GenerationStats()
-        return self._stream(_Job(tokens, req.max_tokens, req.temperature, (), stats))
+        return self._stream(
+            _Job(tokens, req.max_tokens, req.temperature, (), stats, req.logprobs)
+        )
 
     async def warm(self, req: GenerateRequest) -> int:
         """Evaluate the stable part of ``req``'s prompt into the KV cache.
@@ -713,6 +715,8 @@ class LlamaCppBackend:
             kv.evaluate(tokens, len(tokens) - 1, stop)
             generated: list[int] = []
             emitted = ""
+            decoded = 0  # characters of the text up to its last complete one
+            logprob = _logprob_reader(llm) if job.logprobs else None
             for token in llm.generate(
                 tokens, temp=job.temperature, top_k=40, top_p=0.95, reset=True
             ):
@@ -725,10 +729,14 @@ class LlamaCppBackend:
                     break
                 if token in self._stop_ids or is_eog(vocab, token):
                     break
+                if logprob is not None:  # before the next token replaces the row
+                    stats.token_logprobs.append(logprob(token))
+                    stats.token_offsets.append(decoded)
                 generated.append(token)
                 stats.generated_tokens = len(generated)
                 text = llm.detokenize(generated).decode("utf-8", errors="replace")
                 if not text.endswith("\ufffd"):
+                    decoded = len(text)
                     text, hit_stop = _cut_at_stop(text, job.stop)
                     if len(text) > len(emitted):
                         emit(text[len(emitted) :])
@@ -801,6 +809,36 @@ class _Job:
     temperature: float
     stop: tuple[str, ...]
     stats: GenerationStats
+    logprobs: bool = False
+    """Record each token's log-probability and text offset in ``stats``."""
+
+
+def _logprob_reader(llm: Llama) -> Callable[[int], float]:
+    """A function giving a sampled token's log-probability under the model.
+
+    It reads the logits row the token was just sampled from (the last one
+    llama.cpp computed: ``llama_get_logits_ith(ctx, -1)``, valid until the next
+    decode, so it is called before the generator resumes) and takes its
+    log-softmax. llama-cpp-python keeps no logits of its own without
+    ``logits_all`` (``Llama.scores`` stays empty). The distribution is the
+    model's own, before top-k/top-p/temperature: with greedy sampling the
+    token's log-probability is the row's largest.
+    """
+    import llama_cpp
+    import numpy as np
+
+    n_vocab = llm.n_vocab()
+    ctx = llm._ctx.ctx
+
+    def logprob(token: int) -> float:
+        row = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)
+        )
+        top = float(row.max())
+        total = float(np.exp(row - top, dtype=np.float64).sum())
+        return float(row[token]) - top - float(np.log(total))
+
+    return logprob
 
 
 def _nothing() -> None:

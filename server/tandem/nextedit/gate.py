@@ -4,14 +4,15 @@ The rewrite of the window is reduced to minimal changes (line diff, then each
 changed block trimmed to the characters that differ). Nothing is shown when there
 is no change, when the changes only touch what the user just typed, when they
 undo the user's latest edit, or when they make the file parse worse
-(tree-sitter). A confidence decides the rest: from the tokens' log-probabilities
-when the backend reports them, otherwise from how well the change follows the
-user's latest edit (the same rename elsewhere is likely; an unrelated rewrite is
-not).
+(tree-sitter). A confidence decides the rest: from the log-probabilities of the
+tokens that wrote the change when the backend reports them (``change_logprobs``),
+otherwise from how well the change follows the user's latest edit (the same
+rename elsewhere is likely; an unrelated rewrite is not).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Sequence
@@ -115,8 +116,63 @@ def _line_after(text: str, change: TextChange) -> str:
 
 
 def logprob_confidence(logprobs: Sequence[float]) -> float:
-    """The geometric mean of the generated tokens' probabilities."""
+    """The geometric mean of the given tokens' probabilities."""
     return math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
+
+
+def change_logprobs(
+    old: str,
+    rewrite: str,
+    answer: str,
+    at: int,
+    offsets: Sequence[int],
+    logprobs: Sequence[float],
+) -> list[float]:
+    """The log-probabilities of the tokens that wrote the change, not the copy.
+
+    ``rewrite`` is the model's rewrite of ``old`` (the window as the model saw
+    it), found in its ``answer`` at offset ``at``; token ``i`` of the answer
+    starts at ``offsets[i]`` and has log-probability ``logprobs[i]``. Most of a
+    rewrite is text copied with near-certain tokens: what says whether the
+    model means its edit are the tokens that differ. Those are the tokens that
+    overlap the characters that differ (line blocks, then characters, as
+    difflib aligns them); for a deletion, the tokens on both sides of it (one
+    of them chose to leave the text out: ``w`` rather than ``width``). Only the
+    part of ``rewrite`` that is the answer's own text counts (the pipeline
+    appends the window's last lines once the model is back to copying). Empty
+    when no change maps to a token.
+    """
+    count = min(len(offsets), len(logprobs))
+    if not count:
+        return []
+    old, rewrite = old.rstrip("\r\n"), rewrite.rstrip("\r\n")
+    written = 0  # the rewrite's characters that are the answer's text
+    limit = min(len(rewrite), len(answer) - at)
+    while written < limit and rewrite[written] == answer[at + written]:
+        written += 1
+    spans: list[tuple[int, int]] = []  # in the rewrite; empty: a deletion there
+    shift = 0  # where old's offsets are in the rewrite
+    for block in textedits.minimal_changes(old, 0, len(old), rewrite):
+        start = block.start + shift
+        shift += len(block.new_text) - (block.end - block.start)
+        matcher = difflib.SequenceMatcher(
+            None, old[block.start : block.end], block.new_text, autojunk=False
+        )
+        spans += [
+            (start + j1, start + j2)
+            for tag, _, _, j1, j2 in matcher.get_opcodes()
+            if tag != "equal"
+        ]
+    ends = [*offsets[1:count], len(answer)]
+    picked: set[int] = set()
+    for start, end in spans:
+        if start > written or (start == written and end > start):
+            continue  # past what the model wrote: copied from the window
+        lo, hi = (start, min(end, written)) if end > start else (start - 1, start + 1)
+        picked.update(
+            i for i in range(count) if offsets[i] < at + hi and ends[i] > at + lo
+        )
+    return [logprobs[i] for i in sorted(picked)]
 
 
 def judge(

@@ -6,7 +6,9 @@ preempts it (even in the middle of the prompt), and a newer prediction for the
 same document replaces the one waiting or running. Generation stops as soon as
 the rewrite has made its change and copied two lines unchanged after it: the
 rest of the window is taken as it was, and the next change is the next
-prediction's.
+prediction's. The backend reports each token's log-probability; the confidence
+that gates what is shown comes from the tokens that wrote the change (see
+``gate.change_logprobs``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class Prediction:
     latency_ms: float = 0.0
     stats: GenerationStats | None = None
     backend: str = ""
+    logprobs: tuple[float, ...] = ()
+    """The log-probabilities of the change's tokens, which gave the confidence
+    (empty: the backend reported none, and the gate's heuristic gave it)."""
 
 
 @attrs.define
@@ -149,10 +154,12 @@ class NextEditor:
             return None
         self.stats.predictions += 1
         raw = "".join(answer)
+        logprobs: list[float] = []
         try:
             if unsafe:
                 raise UnsafeEdit(unsafe)
             replacement = prompts.shaped(kind, body, window)
+            logprobs = change_logprobs(kind, lines, body, raw, stats)
             verdict = gate.judge(
                 doc.text,
                 (window.start, window.end),
@@ -160,7 +167,7 @@ class NextEditor:
                 latest,
                 grammar,
                 offset,
-                getattr(stats, "token_logprobs", None),
+                logprobs,
             )
         except UnsafeEdit as e:
             verdict = gate.Verdict(reason=str(e))
@@ -180,6 +187,7 @@ class NextEditor:
             (time.perf_counter() - started) * 1000,
             stats,
             used,
+            tuple(logprobs),
         )
         self._record(doc.uri, prediction)
         return prediction
@@ -207,7 +215,10 @@ class NextEditor:
             rename = gate.rename_of(doc.text, latest) if latest is not None else None
             messages = prompts.chat_messages(path, language, window, recent, rename)
             stream = backend.chat(
-                ChatRequest(messages, max_tokens=max_tokens, path=doc.path), stats
+                ChatRequest(
+                    messages, max_tokens=max_tokens, path=doc.path, logprobs=True
+                ),
+                stats,
             )
         else:
             text = (
@@ -218,7 +229,12 @@ class NextEditor:
             stop = prompts.SWEEP_STOP if kind == "sweep" else ()
             stream = backend.generate(
                 GenerateRequest(
-                    text, None, max_tokens=max_tokens, stop=stop, path=doc.path
+                    text,
+                    None,
+                    max_tokens=max_tokens,
+                    stop=stop,
+                    path=doc.path,
+                    logprobs=True,
                 ),
                 stats,
             )
@@ -252,13 +268,39 @@ class NextEditor:
             "changes": len(prediction.changes),
             "latencyMs": round(prediction.latency_ms, 1),
             "backend": prediction.backend,
-            **(attrs.asdict(stats) if stats is not None else {}),
+            "confidenceFrom": "logprobs" if prediction.logprobs else "heuristic",
+            **(attrs.asdict(stats, filter=_summary) if stats is not None else {}),
         }
         logger.debug("next edit %s: %r", self.stats.last, prediction.raw)
 
     def forget(self, uri: str) -> None:
         """A document was closed: drop its history and any work for it."""
         self.history.closed(uri)
+
+
+def change_logprobs(
+    kind: prompts.Format,
+    lines: list[str],
+    rewrite: str,
+    answer: str,
+    stats: GenerationStats,
+) -> list[float]:
+    """The log-probabilities of the tokens of ``answer`` that wrote the change.
+
+    ``lines``: the window as the model saw it; ``rewrite``: the model's rewrite
+    of it (before reindenting). Empty when the backend reported none.
+    """
+    at = prompts.rewrite_offset(kind, answer)
+    # Copies: the worker thread may still append the token after the last one.
+    offsets, logprobs = list(stats.token_offsets), list(stats.token_logprobs)
+    if at is None or not logprobs:
+        return []
+    return gate.change_logprobs("".join(lines), rewrite, answer, at, offsets, logprobs)
+
+
+def _summary(field: attrs.Attribute[Any], _value: object) -> bool:
+    """Stats for the status: the per-token lists left out."""
+    return field.name not in ("token_logprobs", "token_offsets")
 
 
 def model_name_of(backend: object) -> str:

@@ -217,25 +217,32 @@ def shaped(kind: Format, body: str, window: Window) -> str:
     return body.rstrip("\r\n") + window.text[len(window.text) - tail :]
 
 
-def answer_lines(kind: Format, partial: str) -> list[str] | None:
-    """The complete lines of the rewrite so far (None before it starts)."""
+def rewrite_offset(kind: Format, partial: str) -> int | None:
+    """Where the rewrite starts in the model's answer (None: not yet)."""
     if kind == "chat":
         fence = partial.find("```")
         if fence < 0:
             return None
         start = partial.find("\n", fence)
-        if start < 0:
-            return None
-        body = partial[start + 1 :]
-        closing = body.find("```")
-        body = body[:closing] if closing >= 0 else body
-    elif kind == "zeta":
+        return None if start < 0 else start + 1
+    if kind == "zeta":
         at = partial.find(ZETA_START)
         if at < 0:
             return None
-        body = partial[at + len(ZETA_START) :].lstrip("\n")
-    else:
-        body = partial
+        at += len(ZETA_START)
+        return at + len(partial[at:]) - len(partial[at:].lstrip("\n"))
+    return 0
+
+
+def answer_lines(kind: Format, partial: str) -> list[str] | None:
+    """The complete lines of the rewrite so far (None before it starts)."""
+    at = rewrite_offset(kind, partial)
+    if at is None:
+        return None
+    body = partial[at:]
+    if kind == "chat":
+        closing = body.find("```")
+        body = body[:closing] if closing >= 0 else body
     lines = body.splitlines(keepends=True)
     return [line for line in lines if line.endswith("\n")]
 
