@@ -114,6 +114,21 @@ class Editor:
             types.ExecuteCommandParams(command="tandem.status")
         )
 
+    async def idle(self, limit_s: float = 60.0) -> None:
+        """Wait until the server runs no model work (or ``limit_s`` passed).
+
+        So that its background work (prefetch, warm-up) does not slow down what
+        another server is measured doing meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while loop.time() < deadline:
+            state = (await self.status())["latency"]
+            scheduler = state["scheduler"]
+            if not (scheduler["running"] or scheduler["waiting"] or state["inFlight"]):
+                return
+            await asyncio.sleep(0.05)
+
     async def wait_ready(self) -> Any:
         while True:
             self.changed.clear()

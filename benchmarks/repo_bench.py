@@ -32,8 +32,10 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import contextlib
 import difflib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -53,6 +55,7 @@ PACKAGES = ("rich==13.9.4", "click==8.1.8", "requests==2.32.3", "werkzeug==3.1.3
 """Pure-Python packages with many modules that use each other; none is used by
 tandem's tests."""
 RAW_PREFIX, RAW_SUFFIX = 1500, 400
+ARMS = ("off", "defaults", "warm", "raw")
 
 
 @attrs.frozen
@@ -219,6 +222,7 @@ async def tandem_arm(
     ms = (time.perf_counter() - started) * 1000
     state = await ed.status()
     ed.close(uri)
+    await ed.idle()  # its background work must not slow the next arm down
     last = state["suggestions"][-1] if state["suggestions"] else {}
     return text_of(result), ms, last
 
@@ -279,15 +283,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "defaults": {},
         "warm": {},
     }
-    results: dict[str, list[dict[str, Any]]] = {a: [] for a in (*arms, "raw")}
-    raw = Raw(args.model)
+    arms = {a: s for a, s in arms.items() if a in args.arms}
+    results: dict[str, list[dict[str, Any]]] = {a: [] for a in args.arms}
+    raw = Raw(args.model) if "raw" in args.arms else None
     for package, root in roots.items():
         eds: dict[str, Editor] = {}
-        async with (
-            editor(args.model, arms["off"], root) as eds["off"],
-            editor(args.model, arms["defaults"], root) as eds["defaults"],
-            editor(args.model, arms["warm"], root) as eds["warm"],
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            for arm, settings in arms.items():
+                eds[arm] = await stack.enter_async_context(
+                    editor(args.model, settings, root)
+                )
             for arm, ed in eds.items():
                 await ed.wait_ready()
                 while arm != "off":
@@ -305,13 +310,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                          "newPromptTokens": stats.get("newPromptTokens"),
                          **score(case, text)}
                     )  # fmt: skip
-                text, ms = raw.complete(case, 48)
-                results["raw"].append(
-                    {"kind": case.kind, "ms": ms, "text": text, **score(case, text)}
-                )
+                if raw is not None:
+                    text, ms = raw.complete(case, 48)
+                    results["raw"].append(
+                        {"kind": case.kind, "ms": ms, "text": text, **score(case, text)}
+                    )
                 if args.verbose:
-                    got = {a: results[a][-1]["text"][:40] for a in results}
-                    print(case.kind, case.path.name, repr(case.expected[:40]), got)
+                    print(case.kind, case.path.name, repr(case.expected[:40]))
+                    for a in results:
+                        row = results[a][-1]
+                        ctx = row.get("contextTokens", "-")
+                        new = row.get("newPromptTokens", "-")
+                        print(f"  {a:8} {row['ms']:7.0f} ms ctx {ctx} new {new}: "
+                              f"{row['text'][:40]!r}")  # fmt: skip
     return summarise(results, len(cases))
 
 
@@ -349,8 +360,19 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--speed",
+        help="PROMPT/GENERATED tokens/s: the servers size prompts as on a machine "
+        "this fast (TANDEM_SPEED) whatever they measure; for quality comparisons "
+        "on a busy machine (latencies are then not this machine's)",
+    )
+    parser.add_argument(
+        "--arms", nargs="+", default=list(ARMS), choices=ARMS, help="what to compare"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
+    if args.speed:
+        os.environ["TANDEM_SPEED"] = args.speed  # the servers inherit it
     summary = asyncio.run(run(args))
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -358,13 +380,13 @@ def main() -> None:
     print(f"{summary['cases']} cases")
     print(f"{'arm':10} {'member hit':>10} {'line EM':>8} {'line ES':>8} "
           f"{'p50 ms':>7} {'p90 ms':>7} {'ctx tok':>7}")  # fmt: skip
-    for arm in ("off", "defaults", "warm", "raw"):
+    for arm in args.arms:
         r = summary[arm]
         print(f"{arm:10} {r['member_hit']:>10.3f} {r['line_em']:>8.3f} "
               f"{r['line_es']:>8.3f} {r['p50_ms']:>7} {r['p90_ms']:>7} "
               f"{r['context_tokens_p50']:>7}")  # fmt: skip
-    off, on = summary["off"], summary["defaults"]
-    if off["member_hit"]:
+    off, on = summary.get("off"), summary.get("defaults")
+    if off and on and off["member_hit"]:
         ratio = on["member_hit"] / off["member_hit"]
         print(f"member hit rate, defaults / off: {ratio:.2f}")
 

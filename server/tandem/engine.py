@@ -213,9 +213,11 @@ class CompletionEngine:
         self._stable: dict[str, tuple[object, builder.Context, tuple[Any, ...]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.budget_reason = "not sized yet"
+        """Why the context budget is what it is (for the status command)."""
         self.window_cap: int | None = None
         """Most tokens of the current file before the cursor (None: not sized)."""
-        """Why the context budget is what it is (for the status command)."""
+        self.suffix_cap: int | None = None
+        """Most tokens of the text after the cursor (None: not sized)."""
         self.debouncer = latency.Debouncer()
         self.meter = latency.SpeedMeter()
         self.changes = latency.ContextChanges()
@@ -364,7 +366,6 @@ class CompletionEngine:
         settings: CompletionSettings,
         context: ContextSettings | None,
         kind: Literal["model", "prefetch"],
-        window: Window | None = None,
         found: builder.Context | None = None,
     ) -> Flight:
         """Start a generation at ``offset``.
@@ -375,11 +376,19 @@ class CompletionEngine:
         for other in list(self._flights.values()):
             if other.running and other.waiters == 0 and other.task is not None:
                 other.task.cancel()
-        if window is None:
-            window = self.window(doc.text, offset, settings, context)
-        flight = Flight(doc.uri, doc.text[:offset], window.suffix[:SUFFIX_CHARS], kind)
+        # The suffix as the cache and followers see it (the prompt's may be shorter).
+        seen = cursor_window(doc.text, offset, 0, settings.suffix_chars).suffix
+        suffix = self.suffix(doc.text, offset, settings)
+        budget = 0
+        if found is None:
+            budget = self._context_budget(suffix, settings, context)
+            found = self.context(doc, offset, context, budget)
+            text = self.stats.last_context.get("text", "") if found.files else ""
+            self.changes.observe(doc.uri, text)
+        window = self.window(doc.text, offset, settings, context, found.tokens)
+        flight = Flight(doc.uri, doc.text[:offset], seen[:SUFFIX_CHARS], kind)
         flight.task = task = asyncio.ensure_future(
-            self._fly(flight, doc, offset, window, settings, context, found)
+            self._fly(flight, doc, window, seen, settings, context, found, budget)
         )
         task.add_done_callback(flight.landed)
         if kind == "prefetch":
@@ -391,34 +400,33 @@ class CompletionEngine:
         self,
         flight: Flight,
         doc: Document,
-        offset: int,
         window: Window,
+        seen: str,
         settings: CompletionSettings,
         context: ContextSettings | None,
-        found: builder.Context | None,
+        found: builder.Context,
+        budget: int,
     ) -> Completion:
         started = time.perf_counter()
-        budget = 0
-        if found is None:
-            budget = self._context_budget(window.suffix, settings, context)
-            found = self.context(doc, offset, context, budget)
-            text = self.stats.last_context.get("text", "") if found.files else ""
-            self.changes.observe(doc.uri, text)
         result = await self._generate(
             doc, window.prefix, window.suffix, settings, found, flight.update
         )
         if result.stats is not None:
             self.meter.observe(result.stats)
         self.debouncer.responded((time.perf_counter() - started) * 1000)
-        self.cache.store(
-            doc.uri, flight.prefix, window.suffix, result.text, flight.kind
-        )
+        self.cache.store(doc.uri, flight.prefix, seen, result.text, flight.kind)
         result = attrs.evolve(
             result, context_tokens=found.tokens, context_budget=budget
         )
         if flight.kind == "model" and settings.prefetch:
             asyncio.get_running_loop().call_soon(
-                self._prefetch, doc, offset, result, settings, context, found
+                self._prefetch,
+                doc,
+                len(flight.prefix),
+                result,
+                settings,
+                context,
+                found,
             )
         return result
 
@@ -505,9 +513,14 @@ class CompletionEngine:
             return None
 
         async def run() -> int:
-            window = self.window(doc.text, offset, settings, context)
-            budget = self._context_budget(window.suffix, settings, context)
+            # The window and suffix are sized from the measured speed: the one the
+            # request after this will see, not the unknown one before calibration.
+            if (calibrated := getattr(self.backend, "calibrated", None)) is not None:
+                await calibrated()
+            suffix = self.suffix(doc.text, offset, settings)
+            budget = self._context_budget(suffix, settings, context)
             found = self.context(doc, offset, context, budget, record=False)
+            window = self.window(doc.text, offset, settings, context, found.tokens)
             req = self._request(doc, window.prefix, window.suffix, settings, found)
             evaluated = int(await warm(req))
             self.stats.warmups += 1
@@ -522,20 +535,21 @@ class CompletionEngine:
         offset: int,
         settings: CompletionSettings,
         context: ContextSettings | None,
+        context_tokens: int = 0,
     ) -> Window:
         """The text around the cursor, cut at anchored line starts.
 
-        At most ``prefixChars``, and at most the tokens a cold prompt affords at
-        the measured speed (see ``latency.window_tokens``).
+        Before the cursor: at most ``prefixChars``, and at most the tokens a cold
+        prompt affords at the measured speed once the ``context_tokens`` of this
+        request's context are paid for (see ``latency.window_tokens``). After it:
+        ``suffix`` (see there).
         """
         chars = settings.prefix_chars
         window = cursor_window(text, offset, chars, settings.suffix_chars)
         if not getattr(self.backend, "loaded", False):
             return window  # no tokenizer, no speed yet
-        floor = context.floor_tokens if context is not None and context.enabled else 0
-        cap = latency.window_tokens(
-            self.meter, max(floor, self.context_budget or 0), chars // 3
-        )
+        self._seed_speed()
+        cap = latency.window_tokens(self.meter, context_tokens, chars // 3)
         held = self.window_cap
         if held is None or abs(cap - held) > latency.WINDOW_STEP:
             self.window_cap = held = cap
@@ -548,7 +562,40 @@ class CompletionEngine:
                 break
             chars = max(256, int(chars * held / tokens * 0.95))
             window = cursor_window(text, offset, chars, settings.suffix_chars)
-        return window
+        return attrs.evolve(window, suffix=self.suffix(text, offset, settings))
+
+    def suffix(self, text: str, offset: int, settings: CompletionSettings) -> str:
+        """The text after the cursor that goes into the prompt.
+
+        At most ``suffixChars``, ending at a line end, and at most the tokens
+        ``latency.suffix_tokens`` affords: the suffix comes after the cursor in
+        the prompt, so it is evaluated again after every keystroke. It keeps the
+        rest of the cursor line and at least one line after it.
+        """
+        suffix = cursor_window(text, offset, 0, settings.suffix_chars).suffix
+        if not getattr(self.backend, "loaded", False):
+            return suffix
+        self._seed_speed()
+        self.suffix_cap = cap = latency.suffix_tokens(
+            self.meter, settings.suffix_chars // 3
+        )
+        count = self.token_counter()
+        if count(suffix) <= cap:
+            return suffix
+        lines = suffix.splitlines(keepends=True)
+        keep, used = 0, 0
+        for i, line in enumerate(lines):
+            used += count(line)
+            if used > cap and i >= 2:
+                break
+            keep += len(line)
+        return suffix[:keep]
+
+    def _seed_speed(self) -> None:
+        """Seed the speed meter from the backend's load-time calibration."""
+        speed = getattr(self.backend, "calibration", None)
+        if speed is not None:
+            self.meter.seed(*speed)
 
     def _context_budget(
         self,
@@ -567,9 +614,7 @@ class CompletionEngine:
         if not settings.latency_target_ms:
             self.budget_reason = f"latencyTargetMs is 0: budgetTokens {maximum}"
             return maximum
-        speed = getattr(self.backend, "calibration", None)
-        if speed is not None:
-            self.meter.seed(*speed)
+        self._seed_speed()
         tail = self.token_counter()(suffix) + TAIL_TOKENS
         budget = latency.context_budget(
             settings.latency_target_ms, self.meter, tail, self.changes.rate, maximum

@@ -199,8 +199,13 @@ WARM_S = 2.5
 """A newly opened file should be ready (its prompt prefix evaluated) within this
 much idle time: the pause before the user types."""
 MIN_WINDOW_TOKENS = 384
-"""The text before the cursor never shrinks below this many tokens."""
+"""The text before the cursor never shrinks below this many tokens (about 30
+lines of code)."""
 WINDOW_STEP = 128
+SUFFIX_S = 0.4
+"""The text after the cursor is evaluated again after every keystroke: at most
+what this many seconds of prompt evaluation pay for."""
+MIN_SUFFIX_TOKENS = 32
 
 
 def window_tokens(meter: SpeedMeter, context_tokens: int, maximum: int) -> int:
@@ -210,13 +215,26 @@ def window_tokens(meter: SpeedMeter, context_tokens: int, maximum: int) -> int:
     and the window before the cursor. On a slow machine the window shrinks first
     (the cursor's direct dependencies keep their floor), so that the whole
     prefix is evaluated within ``WARM_S`` of idle time. In steps of
-    ``WINDOW_STEP`` tokens; ``maximum`` while the speed is unknown.
+    ``WINDOW_STEP`` tokens, never under ``MIN_WINDOW_TOKENS``; ``maximum`` while
+    the speed is unknown.
     """
     if meter.prompt_tps is None:
         return maximum
     affordable = meter.prompt_tps * WARM_S - context_tokens
     stepped = int(affordable // WINDOW_STEP * WINDOW_STEP)
     return max(MIN_WINDOW_TOKENS, min(maximum, stepped))
+
+
+def suffix_tokens(meter: SpeedMeter, maximum: int) -> int:
+    """Tokens of the text after the cursor that a request affords.
+
+    What follows the cursor is evaluated again after every keystroke (it comes
+    after the prefix, which the keystroke changed): ``SUFFIX_S`` of evaluation,
+    at least ``MIN_SUFFIX_TOKENS``; ``maximum`` while the speed is unknown.
+    """
+    if meter.prompt_tps is None:
+        return maximum
+    return max(MIN_SUFFIX_TOKENS, min(maximum, int(meter.prompt_tps * SUFFIX_S)))
 
 
 @attrs.define

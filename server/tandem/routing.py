@@ -409,6 +409,17 @@ class RoutedBackend:
         """A chat answer from the first backend in the chain that can serve it."""
         return self._route(req, stats)
 
+    async def calibrated(self) -> None:
+        """Wait until the local model's speed calibration after loading is over.
+
+        A warm-up sized before the speed is known would not be the prompt the
+        request after it builds.
+        """
+        local = self.router.local
+        drained = getattr(local, "drained", None)
+        if self.local_first and drained is not None and getattr(local, "loaded", False):
+            await drained()  # the calibration is the job queued after the load
+
     async def warm(self, req: GenerateRequest) -> int:
         """Put ``req``'s prompt into the in-process model's KV cache; tokens evaluated.
 

@@ -424,6 +424,7 @@ class TandemServer(LanguageServer):
                 "contextBudgetWhy": engine.budget_reason,
                 "contextFloor": self.settings.context.floor_tokens,
                 "windowTokens": engine.window_cap,
+                "suffixTokens": engine.suffix_cap,
                 "scheduler": engine.scheduler.status(),
                 "contextChangeRate": engine.changes.rate,
                 "targetMs": self.settings.completion.latency_target_ms,

@@ -320,3 +320,44 @@ async def test_the_import_context_follows_changes_to_the_imported_file() -> None
     again = engine.context(doc, len(text), settings, 0)
     assert "apply_discount" in again.symbols
     assert "apply_volume_discount" not in again.symbols
+
+
+class Loaded(Timed):
+    """A loaded model of known speed whose tokens are words."""
+
+    loaded = True
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+LONG = "".join(f"def f{i}(a, b):\n    return a + b + {i}\n\n" for i in range(60))
+
+
+def test_the_suffix_is_cut_at_a_line_end_on_a_slow_machine() -> None:
+    settings = attrs.evolve(FAST, suffix_chars=1200)
+    offset = LONG.index("return a + b + 3") + 6
+    slow = CompletionEngine(Loaded(40.0, 10.0)).suffix(LONG, offset, settings)
+    # The rest of the cursor line and the lines after it, up to 32 "tokens".
+    assert slow.startswith(" a + b + 3\n\ndef f4(a, b):\n")
+    assert slow.endswith("\n") and len(slow.split()) <= 32 + 8
+    fast = CompletionEngine(Loaded(5000.0, 100.0)).suffix(LONG, offset, settings)
+    assert fast.startswith(slow) and len(fast) > len(slow)
+    assert len(fast) <= 1200
+
+
+async def test_a_warm_up_and_the_request_after_it_have_the_same_prompt() -> None:
+    backend = Loaded(80.0, 30.0)
+    backend.warm = backend._warm
+    backend.enqueue(["x\n"])
+    engine = CompletionEngine(backend)
+    doc = Document("file:///l.py", LONG, "python", "l.py")
+    offset = LONG.index("return a + b + 50") + 4
+    settings = attrs.evolve(FAST, suffix_chars=1200)
+    await engine.warm(doc, offset, settings, ContextSettings())
+    await engine.complete(doc, offset, settings, ContextSettings())
+    warmed, asked = backend.warmed[0], backend.requests[0]
+    assert (warmed.prompt, warmed.suffix) == (asked.prompt, asked.suffix)
+    # Cut to what 80 tokens/s afford: not all of prefixChars and suffixChars.
+    assert len(asked.prompt) < min(len(LONG[:offset]), settings.prefix_chars)
+    assert asked.suffix is not None and len(asked.suffix) < 1200

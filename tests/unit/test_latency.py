@@ -5,10 +5,16 @@ from __future__ import annotations
 from tandem.backends.base import GenerationStats
 from tandem.latency import (
     BUDGET_STEP,
+    MIN_SUFFIX_TOKENS,
+    MIN_WINDOW_TOKENS,
+    SUFFIX_S,
+    WARM_S,
     ContextChanges,
     Debouncer,
     SpeedMeter,
     context_budget,
+    suffix_tokens,
+    window_tokens,
 )
 
 
@@ -111,3 +117,23 @@ def test_context_changes_are_counted() -> None:
         assert not changes.observe("a", "def f(): ...")
     assert changes.rate < 0.05
     assert changes.observe("a", "def g(): ...")
+
+
+def test_the_window_shrinks_on_a_slow_machine_and_for_a_large_context() -> None:
+    fast = SpeedMeter(prompt_tps=2000.0, gen_tps=100.0)
+    slow = SpeedMeter(prompt_tps=200.0, gen_tps=40.0)
+    slower = SpeedMeter(prompt_tps=80.0, gen_tps=30.0)
+    assert window_tokens(fast, 384, 1333) == 1333  # all of prefixChars
+    assert window_tokens(slow, 0, 1333) == int(200 * WARM_S) // 128 * 128
+    assert window_tokens(slow, 256, 1333) < window_tokens(slow, 0, 1333)
+    assert window_tokens(slower, 256, 1333) == MIN_WINDOW_TOKENS  # the floor
+    assert window_tokens(SpeedMeter(), 384, 1333) == 1333  # speed unknown
+
+
+def test_the_suffix_is_what_a_keystroke_affords() -> None:
+    assert suffix_tokens(SpeedMeter(prompt_tps=2000.0, gen_tps=100.0), 133) == 133
+    mid = suffix_tokens(SpeedMeter(prompt_tps=200.0, gen_tps=40.0), 133)
+    assert mid == int(200 * SUFFIX_S) < 133
+    slow = SpeedMeter(prompt_tps=40.0, gen_tps=10.0)
+    assert suffix_tokens(slow, 133) == MIN_SUFFIX_TOKENS
+    assert suffix_tokens(SpeedMeter(), 133) == 133
