@@ -121,10 +121,10 @@ def test_context_changes_are_counted() -> None:
 
 def test_the_window_shrinks_on_a_slow_machine_and_for_a_large_context() -> None:
     fast = SpeedMeter(prompt_tps=2000.0, gen_tps=100.0)
-    slow = SpeedMeter(prompt_tps=200.0, gen_tps=40.0)
+    slow = SpeedMeter(prompt_tps=400.0, gen_tps=40.0)
     slower = SpeedMeter(prompt_tps=80.0, gen_tps=30.0)
     assert window_tokens(fast, 384, 1333) == 1333  # all of prefixChars
-    assert window_tokens(slow, 0, 1333) == int(200 * WARM_S) // 128 * 128
+    assert window_tokens(slow, 0, 1333) == int(400 * WARM_S) // 128 * 128
     assert window_tokens(slow, 256, 1333) < window_tokens(slow, 0, 1333)
     assert window_tokens(slower, 256, 1333) == MIN_WINDOW_TOKENS  # the floor
     assert window_tokens(SpeedMeter(), 384, 1333) == 1333  # speed unknown
