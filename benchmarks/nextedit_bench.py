@@ -377,6 +377,7 @@ async def run_case(
             if first
             else None
         ),
+        "answer": prediction.raw,
     }
 
 

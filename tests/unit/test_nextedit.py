@@ -371,6 +371,26 @@ def test_the_change_logprobs_are_those_of_the_tokens_that_wrote_it() -> None:
     assert gate.change_logprobs(WINDOW, rewrite, answer, at, [], []) == []
 
 
+def test_indentation_the_rewrite_changed_is_no_part_of_the_change() -> None:
+    # The model answered with every line indented one level more: reindented to
+    # fit the document, that is no change; only the rename's tokens count.
+    tokens = [
+        (("    " + text) if text.startswith(("def", "    ")) else text, lp)
+        for text, lp in TOKENS
+        if text != "3"
+    ]
+    tokens.insert(10, ("2", -0.01))
+    answer, offsets, logprobs = scored(tokens)
+    at = prompts.rewrite_offset("chat", answer)
+    assert at is not None
+    rewrite = answer[at : answer.index("```", at)]
+    assert "        return w *" in rewrite
+    assert gate.change_logprobs(WINDOW, rewrite, answer, at, offsets, logprobs) == [
+        -0.7,
+        -0.02,
+    ]
+
+
 def test_changes_in_the_lines_appended_from_the_window_have_no_tokens() -> None:
     # The model stopped after its first line; the pipeline took the rest from the
     # window as it was: nothing there was written by the model.

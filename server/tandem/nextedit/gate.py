@@ -135,37 +135,26 @@ def change_logprobs(
     starts at ``offsets[i]`` and has log-probability ``logprobs[i]``. Most of a
     rewrite is text copied with near-certain tokens: what says whether the
     model means its edit are the tokens that differ. Those are the tokens that
-    overlap the characters that differ (line blocks, then characters, as
-    difflib aligns them); for a deletion, the tokens on both sides of it (one
-    of them chose to leave the text out: ``w`` rather than ``width``). Only the
-    part of ``rewrite`` that is the answer's own text counts (the pipeline
-    appends the window's last lines once the model is back to copying). Empty
-    when no change maps to a token.
+    overlap the characters that differ (lines aligned by difflib, then the
+    characters of the lines that differ; indentation is left out, as the
+    rewrite is reindented to fit the document); for a deletion, the tokens on
+    both sides of it (one of them chose to leave the text out: ``w`` rather
+    than ``width``). Only the part of ``rewrite`` that is the answer's own text
+    counts (the pipeline appends the window's last lines once the model is back
+    to copying), and lines it wrote on past the window's end do not (``judge``
+    drops them). Empty when no change maps to a token.
     """
     count = min(len(offsets), len(logprobs))
     if not count:
         return []
-    old, rewrite = old.rstrip("\r\n"), rewrite.rstrip("\r\n")
+    rewrite = rewrite.rstrip("\r\n")
     written = 0  # the rewrite's characters that are the answer's text
     limit = min(len(rewrite), len(answer) - at)
     while written < limit and rewrite[written] == answer[at + written]:
         written += 1
-    spans: list[tuple[int, int]] = []  # in the rewrite; empty: a deletion there
-    shift = 0  # where old's offsets are in the rewrite
-    for block in textedits.minimal_changes(old, 0, len(old), rewrite):
-        start = block.start + shift
-        shift += len(block.new_text) - (block.end - block.start)
-        matcher = difflib.SequenceMatcher(
-            None, old[block.start : block.end], block.new_text, autojunk=False
-        )
-        spans += [
-            (start + j1, start + j2)
-            for tag, _, _, j1, j2 in matcher.get_opcodes()
-            if tag != "equal"
-        ]
     ends = [*offsets[1:count], len(answer)]
     picked: set[int] = set()
-    for start, end in spans:
+    for start, end in _differing(old.rstrip("\r\n"), rewrite):
         if start > written or (start == written and end > start):
             continue  # past what the model wrote: copied from the window
         lo, hi = (start, min(end, written)) if end > start else (start - 1, start + 1)
@@ -173,6 +162,43 @@ def change_logprobs(
             i for i in range(count) if offsets[i] < at + hi and ends[i] > at + lo
         )
     return [logprobs[i] for i in sorted(picked)]
+
+
+def _differing(old: str, new: str) -> list[tuple[int, int]]:
+    """Spans of ``new`` that differ from ``old``, indentation aside.
+
+    An empty span is a deletion at that place.
+    """
+    old_lines = [line.lstrip(" \t") for line in old.splitlines(keepends=True)]
+    lines = new.splitlines(keepends=True)
+    starts = [0]  # where each line of ``new`` starts, and its end
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    keys = [line.lstrip(" \t") for line in lines]
+    spans: list[tuple[int, int]] = []
+    matcher = difflib.SequenceMatcher(None, old_lines, keys, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "insert" and i1 == len(old_lines)):
+            continue  # (lines written past the window's end: no edit, see judge)
+        if j1 == j2:  # lines left out
+            spans.append((starts[j1], starts[j1]))
+            continue
+        # Where each character of the block's joined keys is in ``new``.
+        where = [
+            starts[j + 1] - len(keys[j]) + k
+            for j in range(j1, j2)
+            for k in range(len(keys[j]))
+        ]
+        where.append(starts[j2])
+        chars = difflib.SequenceMatcher(
+            None, "".join(old_lines[i1:i2]), "".join(keys[j1:j2]), autojunk=False
+        )
+        spans += [
+            (where[b1], where[b2 - 1] + 1) if b2 > b1 else (where[b1], where[b1])
+            for op, _, _, b1, b2 in chars.get_opcodes()
+            if op != "equal"
+        ]
+    return spans
 
 
 def judge(
