@@ -140,6 +140,9 @@ def code_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodeServer
         "chat.disableAIFeatures": True,
         "git.enabled": False,
         "files.hotExit": "off",
+        # VS Code in a browser saves after 1 s by default: the tests save (or
+        # not) themselves, so what is on disk is what they wrote.
+        "files.autoSave": "off",
         "editor.inlineSuggest.enabled": True,
         "editor.quickSuggestions": {
             "other": False,

@@ -83,14 +83,18 @@ def test_ghost_text_from_the_model_is_accepted_with_tab(
     # Accepted: the same line, now as text in the buffer, and the file saves it.
     assert editor_lines(page, "sample.py")[2].rstrip() == shown
     sample = code_server.workspace / "sample.py"
-    before = sample.read_text()
+    assert sample.read_text() == SAMPLE  # nothing saved yet (autoSave is off)
     page.keyboard.press("Control+S")
     for _ in range(100):  # the save lands on disk a moment later
-        if sample.read_text() != before:
+        if sample.read_text() != SAMPLE:
             break
         page.wait_for_timeout(100)
     assert sample.read_text().splitlines()[2] == shown
-    sample.write_text(before)  # as it was, for the next test
+    # The fixture's file again, for the next test. (This used to write back what
+    # the disk held after Tab: with the web default files.autoSave "afterDelay",
+    # the typed "    return" had been saved a second after typing, so the file
+    # kept it and the restart test typed a second "return": "returnreturn".)
+    sample.write_text(SAMPLE)
     # What the model wrote is code about the argument, not filler.
     assert "s" in suggestion
 
@@ -152,9 +156,7 @@ def test_a_missing_model_gets_one_message_with_the_fix(
 
 
 def test_restart_mid_request_loses_nothing(page: Any, code_server: CodeServer) -> None:
-    # After the earlier tests of this module, sample.py on disk has held
-    # "    return" on line 3 (not yet explained: see the session notes), and this
-    # test then typed a second "return". Start from the fixture's file.
+    # Start from the fixture's file whatever the tests before this one did.
     (code_server.workspace / "sample.py").write_text(SAMPLE)
     open_file(page, "sample.py")
     run_command(page, "File: Revert File")
