@@ -139,6 +139,20 @@ def test_update_and_remove_keep_names_current(tmp_path: Path) -> None:
     assert index.definitions("new") == []
 
 
+def test_updating_with_the_same_text_keeps_the_entry(tmp_path: Path) -> None:
+    index = _index(tmp_path, {"m.py": "def old(): pass\n"})
+    path = str(tmp_path / "m.py")
+    first = index.update(path, "def one(): pass\n")
+    assert index.update(path, "def one(): pass\n") is first  # not parsed again
+    assert index.reused == 1
+    second = index.update(path, "def two(): pass\n")
+    assert second is not first and [s.name for s in second.symbols] == ["two"]
+    assert index.definitions("one") == []
+    index.remove(path)
+    third = index.update(path, "def two(): pass\n")  # removed: parsed again
+    assert third is not second and index.reused == 1
+
+
 APP = (
     "from shapes.geometry import Polygon, scale\n\n"
     "def grow(points):\n"

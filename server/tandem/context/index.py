@@ -66,8 +66,12 @@ class WorkspaceIndex:
         self._by_module: dict[str, set[str]] = defaultdict(set)
         """Paths by module name: the file's stem, or its folder's for a package
         file (``__init__.py``, ``index.ts``, ``mod.rs``)."""
+        self._texts: dict[str, tuple[str, int, int]] = {}
+        """(language, length, hash) of the text each entry was parsed from."""
         self._lock = threading.Lock()
         self.skipped = 0
+        self.reused = 0
+        """Updates that found the text unchanged and kept the entry."""
 
     # -- reading ----------------------------------------------------------------
 
@@ -104,10 +108,20 @@ class WorkspaceIndex:
     # -- writing ----------------------------------------------------------------
 
     def update(self, path: str, text: str, language_id: str = "") -> FileSymbols | None:
-        """(Re)index one file from its text; None when its language is unknown."""
+        """(Re)index one file from its text; None when its language is unknown.
+
+        The same text as last time keeps its entry without parsing again: every
+        completion request updates its file, most with the text of the one before.
+        """
         language = language_of(path, language_id)
         if language is None:
             return None
+        key = (language, len(text), hash(text))
+        with self._lock:
+            kept = self._files.get(path)
+            if kept is not None and self._texts.get(path) == key:
+                self.reused += 1
+                return kept
         try:
             entry = extract(text, language, path)
         except Exception:  # a grammar failure must not stop the index
@@ -116,6 +130,7 @@ class WorkspaceIndex:
         with self._lock:
             self._drop(path)
             self._files[path] = entry
+            self._texts[path] = key
             self._by_module[module_parts(path)[-1]].add(path)
             for symbol in entry.symbols:
                 self._by_name[symbol.name].append(symbol)
@@ -127,6 +142,7 @@ class WorkspaceIndex:
             self._drop(path)
 
     def _drop(self, path: str) -> None:
+        self._texts.pop(path, None)
         old = self._files.pop(path, None)
         if old is None:
             return
