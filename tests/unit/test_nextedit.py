@@ -205,7 +205,10 @@ def test_log_probabilities_decide_when_given() -> None:
         0,
         [-0.1, -0.2, -0.3],
     )
-    assert verdict.confidence == pytest.approx(0.8187, abs=1e-3)
+    # The tokens' mean probability (0.8187) and the heuristic's 0.3 (an
+    # unrelated change) together.
+    assert verdict.confidence == pytest.approx(math.sqrt(0.8187 * 0.3), abs=1e-3)
+    assert verdict.logprobs == (-0.1, -0.2, -0.3)
 
 
 def test_changes_after_the_cursor_come_first() -> None:
@@ -366,6 +369,13 @@ def test_the_change_logprobs_are_those_of_the_tokens_that_wrote_it() -> None:
         -0.7,
         -0.02,
     ]
+    # Of one change: the lines it replaces in the window.
+    assert gate.change_logprobs(
+        WINDOW, rewrite, answer, at, offsets, logprobs, (1, 1)
+    ) == [-1.5]
+    assert gate.change_logprobs(
+        WINDOW, rewrite, answer, at, offsets, logprobs, (2, 2)
+    ) == [-0.7, -0.02]
     no_change = WINDOW.replace("return width", "return w").replace("= 2", "= 3")
     assert gate.change_logprobs(no_change, rewrite, answer, at, offsets, logprobs) == []
     assert gate.change_logprobs(WINDOW, rewrite, answer, at, [], []) == []
@@ -443,7 +453,7 @@ RENAME_ANSWER = [
 
 @pytest.mark.parametrize(
     ("logprob", "shown"),
-    [pytest.param(-0.1, True, id="sure"), pytest.param(-2.0, False, id="unsure")],
+    [pytest.param(-0.1, True, id="sure"), pytest.param(-4.0, False, id="unsure")],
 )
 async def test_pipeline_confidence_is_the_change_tokens_probability(
     logprob: float, shown: bool
@@ -458,7 +468,8 @@ async def test_pipeline_confidence_is_the_change_tokens_probability(
     assert isinstance(req, ChatRequest) and req.logprobs
     # The copied tokens (-0.01 each, far more of them) do not dilute it.
     assert prediction.logprobs == (logprob, -0.05)
-    assert prediction.confidence == pytest.approx(math.exp((logprob - 0.05) / 2))
+    sure = math.exp((logprob - 0.05) / 2)
+    assert prediction.confidence == pytest.approx(math.sqrt(0.9 * sure))
     assert prediction.shown is shown
     assert nexted.stats.last["confidenceFrom"] == "logprobs"
     assert "token_logprobs" not in nexted.stats.last

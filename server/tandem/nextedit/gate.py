@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -35,6 +35,9 @@ class Verdict:
     confidence: float = 0.0
     reason: str = ""
     """Why nothing is offered (empty when something is)."""
+    logprobs: tuple[float, ...] = ()
+    """The log-probabilities of the first change's tokens that went into the
+    confidence (empty: the heuristic alone gave it)."""
 
 
 def char_changes(text: str, start: int, end: int, replacement: str) -> list[TextChange]:
@@ -127,6 +130,7 @@ def change_logprobs(
     at: int,
     offsets: Sequence[int],
     logprobs: Sequence[float],
+    rows: tuple[int, int] | None = None,
 ) -> list[float]:
     """The log-probabilities of the tokens that wrote the change, not the copy.
 
@@ -142,7 +146,8 @@ def change_logprobs(
     than ``width``). Only the part of ``rewrite`` that is the answer's own text
     counts (the pipeline appends the window's last lines once the model is back
     to copying), and lines it wrote on past the window's end do not (``judge``
-    drops them). Empty when no change maps to a token.
+    drops them). ``rows``: only the changes of those lines of ``old`` (first,
+    last; the change offered first). Empty when no change maps to a token.
     """
     count = min(len(offsets), len(logprobs))
     if not count:
@@ -154,7 +159,9 @@ def change_logprobs(
         written += 1
     ends = [*offsets[1:count], len(answer)]
     picked: set[int] = set()
-    for start, end in _differing(old.rstrip("\r\n"), rewrite):
+    for start, end, first, last in _differing(old.rstrip("\r\n"), rewrite):
+        if rows is not None and (last < rows[0] or first > rows[1]):
+            continue
         if start > written or (start == written and end > start):
             continue  # past what the model wrote: copied from the window
         lo, hi = (start, min(end, written)) if end > start else (start - 1, start + 1)
@@ -164,10 +171,11 @@ def change_logprobs(
     return [logprobs[i] for i in sorted(picked)]
 
 
-def _differing(old: str, new: str) -> list[tuple[int, int]]:
+def _differing(old: str, new: str) -> list[tuple[int, int, int, int]]:
     """Spans of ``new`` that differ from ``old``, indentation aside.
 
-    An empty span is a deletion at that place.
+    Each with the first and last line of ``old`` it replaces (or is inserted
+    at). An empty span is a deletion at that place.
     """
     old_lines = [line.lstrip(" \t") for line in old.splitlines(keepends=True)]
     lines = new.splitlines(keepends=True)
@@ -175,14 +183,16 @@ def _differing(old: str, new: str) -> list[tuple[int, int]]:
     for line in lines:
         starts.append(starts[-1] + len(line))
     keys = [line.lstrip(" \t") for line in lines]
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, int, int]] = []
     matcher = difflib.SequenceMatcher(None, old_lines, keys, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal" or (tag == "insert" and i1 == len(old_lines)):
             continue  # (lines written past the window's end: no edit, see judge)
         if j1 == j2:  # lines left out
-            spans.append((starts[j1], starts[j1]))
+            spans.append((starts[j1], starts[j1], i1, i2 - 1))
             continue
+        # The line of ``old`` each character of the block's joined lines is on.
+        row = [i for i in range(i1, i2) for _ in old_lines[i]] + [max(i2 - 1, i1)]
         # Where each character of the block's joined keys is in ``new``.
         where = [
             starts[j + 1] - len(keys[j]) + k
@@ -194,8 +204,13 @@ def _differing(old: str, new: str) -> list[tuple[int, int]]:
             None, "".join(old_lines[i1:i2]), "".join(keys[j1:j2]), autojunk=False
         )
         spans += [
-            (where[b1], where[b2 - 1] + 1) if b2 > b1 else (where[b1], where[b1])
-            for op, _, _, b1, b2 in chars.get_opcodes()
+            (
+                where[b1],
+                where[b2 - 1] + 1 if b2 > b1 else where[b1],
+                row[a1],
+                row[max(a2 - 1, a1)],
+            )
+            for op, a1, a2, b1, b2 in chars.get_opcodes()
             if op != "equal"
         ]
     return spans
@@ -208,9 +223,18 @@ def judge(
     latest: Latest | None,
     language: str | None,
     cursor: int,
-    logprobs: Sequence[float] | None = None,
+    logprobs: Sequence[float] | Callable[[TextChange], Sequence[float]] | None = None,
 ) -> Verdict:
-    """Whether to offer the rewrite of ``text[window]``, and which change first."""
+    """Whether to offer the rewrite of ``text[window]``, and which change first.
+
+    The confidence is that of the change offered first (the others come one at
+    a time): the heuristic's (``heuristic_confidence``), and, when ``logprobs``
+    gives the log-probabilities of that change's tokens (a function of the
+    change, or the sequence itself), the geometric mean of the heuristic's and
+    of the tokens' mean probability. Both count: the model can be sure of text
+    that has nothing to do with the user's edit (a docstring copied from the
+    function above), and unsure of the right rename.
+    """
     changes = [
         c
         for c in char_changes(text, *window, replacement)
@@ -234,11 +258,11 @@ def judge(
             return Verdict(reason="breaks the parse")
     ahead = [c for c in changes if c.start >= cursor]
     order = ahead + [c for c in changes if c.start < cursor]
-    if logprobs:
-        confidence = logprob_confidence(logprobs)
-    else:  # of the change offered first (the others come one at a time)
-        confidence = heuristic_confidence(text, order[:1], latest)
-    return Verdict(tuple(order), confidence)
+    confidence = heuristic_confidence(text, order[:1], latest)
+    scores = tuple(logprobs(order[0]) if callable(logprobs) else logprobs or ())
+    if scores:
+        confidence = math.sqrt(confidence * logprob_confidence(scores))
+    return Verdict(tuple(order), confidence, logprobs=scores)
 
 
 def _inside(change: TextChange, start: int, end: int) -> bool:

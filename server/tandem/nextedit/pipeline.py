@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from tandem.assist.edits import TextChange, UnsafeEdit
+from tandem.assist.edits import TextChange, UnsafeEdit, line_of
 from tandem.backends.base import (
     Backend,
     ChatRequest,
@@ -154,12 +154,19 @@ class NextEditor:
             return None
         self.stats.predictions += 1
         raw = "".join(answer)
-        logprobs: list[float] = []
+        top = line_of(doc.text, window.start)
+
+        def scores(change: TextChange) -> list[float]:
+            rows = (
+                line_of(doc.text, change.start) - top,
+                line_of(doc.text, max(change.end - 1, change.start)) - top,
+            )
+            return change_logprobs(kind, lines, body, raw, stats, rows)
+
         try:
             if unsafe:
                 raise UnsafeEdit(unsafe)
             replacement = prompts.shaped(kind, body, window)
-            logprobs = change_logprobs(kind, lines, body, raw, stats)
             verdict = gate.judge(
                 doc.text,
                 (window.start, window.end),
@@ -167,7 +174,7 @@ class NextEditor:
                 latest,
                 grammar,
                 offset,
-                logprobs,
+                scores,
             )
         except UnsafeEdit as e:
             verdict = gate.Verdict(reason=str(e))
@@ -187,7 +194,7 @@ class NextEditor:
             (time.perf_counter() - started) * 1000,
             stats,
             used,
-            tuple(logprobs),
+            verdict.logprobs,
         )
         self._record(doc.uri, prediction)
         return prediction
@@ -284,18 +291,22 @@ def change_logprobs(
     rewrite: str,
     answer: str,
     stats: GenerationStats,
+    rows: tuple[int, int] | None = None,
 ) -> list[float]:
     """The log-probabilities of the tokens of ``answer`` that wrote the change.
 
     ``lines``: the window as the model saw it; ``rewrite``: the model's rewrite
-    of it (before reindenting). Empty when the backend reported none.
+    of it (before reindenting); ``rows``: the window lines of the change (first,
+    last). Empty when the backend reported none.
     """
     at = prompts.rewrite_offset(kind, answer)
     # Copies: the worker thread may still append the token after the last one.
     offsets, logprobs = list(stats.token_offsets), list(stats.token_logprobs)
     if at is None or not logprobs:
         return []
-    return gate.change_logprobs("".join(lines), rewrite, answer, at, offsets, logprobs)
+    return gate.change_logprobs(
+        "".join(lines), rewrite, answer, at, offsets, logprobs, rows
+    )
 
 
 def _summary(field: attrs.Attribute[Any], _value: object) -> bool:
