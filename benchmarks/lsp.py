@@ -128,6 +128,23 @@ class Editor:
             if not (scheduler["running"] or scheduler["waiting"] or state["inFlight"]):
                 return
             await asyncio.sleep(0.05)
+        print(f"warning: still busy after {limit_s:.0f} s", file=sys.stderr)
+
+    async def wait_calibrated(self, limit_s: float = 120.0) -> None:
+        """Wait until the model is loaded and its speed calibration is over.
+
+        Servers of one benchmark are started one after another: a calibration
+        measured while another server calibrates sizes prompts for a machine
+        half as fast.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        await self.wait_ready()
+        while loop.time() < deadline:
+            if (await self.status())["model"].get("prompt_tps"):
+                return
+            await asyncio.sleep(0.2)
+        print("warning: no speed calibration in the server's status", file=sys.stderr)
 
     async def wait_ready(self) -> Any:
         while True:

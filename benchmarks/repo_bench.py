@@ -293,8 +293,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 eds[arm] = await stack.enter_async_context(
                     editor(args.model, settings, root)
                 )
+                await eds[arm].wait_calibrated()  # one after another
             for arm, ed in eds.items():
-                await ed.wait_ready()
                 while arm != "off":
                     ed.changed.clear()
                     if "files" in (await ed.status())["index"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,28 @@ def _approx_tokens(text: str) -> int:
     return int(len(text) / 3.5) + 1
 
 
+def _hold(held: dict[str, int], uri: str, value: int) -> None:
+    """Keep ``value`` for ``uri`` (the 64 most recent documents)."""
+    held.pop(uri, None)
+    held[uri] = value
+    if len(held) > 64:
+        held.pop(next(iter(held)))
+
+
+@attrs.frozen
+class Prompt:
+    """What one completion gives the model, sized."""
+
+    window: Window
+    """The text before and after the cursor as the prompt has it."""
+    seen: str
+    """The text after the cursor as the editor has it (up to ``suffixChars``):
+    what the cache, requests following a generation and post-processing see."""
+    found: builder.Context
+    budget: int
+    """The context budget it was sized with (0 for a context given)."""
+
+
 def _memo_by_hash(count: Callable[[str], int]) -> Callable[[str], int]:
     """``count`` memoised by the text's hash.
 
@@ -215,14 +238,16 @@ class CompletionEngine:
         self.budget_reason = "not sized yet"
         """Why the context budget is what it is (for the status command)."""
         self.window_cap: int | None = None
-        """Most tokens of the current file before the cursor (None: not sized)."""
+        """Most tokens of the current file before the cursor, as last sized."""
         self.suffix_cap: int | None = None
         """Most tokens of the text after the cursor (None: not sized)."""
+        self._window_held: dict[str, int] = {}
+        self._budget_held: dict[str, int] = {}
         self.debouncer = latency.Debouncer()
         self.meter = latency.SpeedMeter()
         self.changes = latency.ContextChanges()
         self.context_budget: int | None = None
-        """The context budget in use (None: not sized yet)."""
+        """The context budget as last sized (None: not sized yet)."""
         self.suggestions: deque[dict[str, Any]] = deque(maxlen=200)
         """Per-suggestion stats, newest last."""
         self._suggestion_id = 0
@@ -376,19 +401,10 @@ class CompletionEngine:
         for other in list(self._flights.values()):
             if other.running and other.waiters == 0 and other.task is not None:
                 other.task.cancel()
-        # The suffix as the cache and followers see it (the prompt's may be shorter).
-        seen = cursor_window(doc.text, offset, 0, settings.suffix_chars).suffix
-        suffix = self.suffix(doc.text, offset, settings)
-        budget = 0
-        if found is None:
-            budget = self._context_budget(suffix, settings, context)
-            found = self.context(doc, offset, context, budget)
-            text = self.stats.last_context.get("text", "") if found.files else ""
-            self.changes.observe(doc.uri, text)
-        window = self.window(doc.text, offset, settings, context, found.tokens)
-        flight = Flight(doc.uri, doc.text[:offset], seen[:SUFFIX_CHARS], kind)
+        prompt = self.prompt(doc, offset, settings, context, found)
+        flight = Flight(doc.uri, doc.text[:offset], prompt.seen[:SUFFIX_CHARS], kind)
         flight.task = task = asyncio.ensure_future(
-            self._fly(flight, doc, window, seen, settings, context, found, budget)
+            self._fly(flight, doc, prompt, settings, context)
         )
         task.add_done_callback(flight.landed)
         if kind == "prefetch":
@@ -400,23 +416,21 @@ class CompletionEngine:
         self,
         flight: Flight,
         doc: Document,
-        window: Window,
-        seen: str,
+        prompt: Prompt,
         settings: CompletionSettings,
         context: ContextSettings | None,
-        found: builder.Context,
-        budget: int,
     ) -> Completion:
         started = time.perf_counter()
+        window, seen, found = prompt.window, prompt.seen, prompt.found
         result = await self._generate(
-            doc, window.prefix, window.suffix, settings, found, flight.update
+            doc, window.prefix, window.suffix, settings, found, flight.update, seen
         )
         if result.stats is not None:
             self.meter.observe(result.stats)
         self.debouncer.responded((time.perf_counter() - started) * 1000)
         self.cache.store(doc.uri, flight.prefix, seen, result.text, flight.kind)
         result = attrs.evolve(
-            result, context_tokens=found.tokens, context_budget=budget
+            result, context_tokens=found.tokens, context_budget=prompt.budget
         )
         if flight.kind == "model" and settings.prefetch:
             asyncio.get_running_loop().call_soon(
@@ -515,13 +529,14 @@ class CompletionEngine:
         async def run() -> int:
             # The window and suffix are sized from the measured speed: the one the
             # request after this will see, not the unknown one before calibration.
-            if (calibrated := getattr(self.backend, "calibrated", None)) is not None:
+            calibrated = getattr(self.backend, "calibrated", None)
+            if calibrated is not None and not self.meter.pinned:
                 await calibrated()
-            suffix = self.suffix(doc.text, offset, settings)
-            budget = self._context_budget(suffix, settings, context)
-            found = self.context(doc, offset, context, budget, record=False)
-            window = self.window(doc.text, offset, settings, context, found.tokens)
-            req = self._request(doc, window.prefix, window.suffix, settings, found)
+            prompt = self.prompt(doc, offset, settings, context, record=False)
+            window = prompt.window
+            req = self._request(
+                doc, window.prefix, window.suffix, settings, prompt.found
+            )
             evaluated = int(await warm(req))
             self.stats.warmups += 1
             self.stats.warm_tokens += evaluated
@@ -529,20 +544,51 @@ class CompletionEngine:
 
         return await self.scheduler.run(Priority.WARM, doc.uri, run)
 
-    def window(
+    def prompt(
         self,
-        text: str,
+        doc: Document,
         offset: int,
         settings: CompletionSettings,
         context: ContextSettings | None,
+        found: builder.Context | None = None,
+        record: bool = True,
+    ) -> Prompt:
+        """What a completion at ``offset`` gives the model, in the order it is sized.
+
+        The text after the cursor (what a keystroke affords), the context budget
+        (what is left of the latency target), the context, then the text before
+        the cursor (what a cold prompt affords after that context). ``found``: a
+        context already built (a prefetch keeps its request's). ``record``: a
+        request (kept as the last context, counted as a context change or not);
+        a warm-up is not one.
+        """
+        seen = cursor_window(doc.text, offset, 0, settings.suffix_chars).suffix
+        suffix = self._cut_suffix(seen, settings)
+        budget = 0
+        if found is None:
+            budget = self._context_budget(suffix, settings, context, doc.uri)
+            found = self.context(doc, offset, context, budget, record=record)
+            if record:
+                text = self.stats.last_context.get("text", "") if found.files else ""
+                self.changes.observe(doc.uri, text)
+        window = self.window(doc.uri, doc.text, offset, settings, found.tokens)
+        return Prompt(attrs.evolve(window, suffix=suffix), seen, found, budget)
+
+    def window(
+        self,
+        uri: str,
+        text: str,
+        offset: int,
+        settings: CompletionSettings,
         context_tokens: int = 0,
     ) -> Window:
         """The text around the cursor, cut at anchored line starts.
 
         Before the cursor: at most ``prefixChars``, and at most the tokens a cold
         prompt affords at the measured speed once the ``context_tokens`` of this
-        request's context are paid for (see ``latency.window_tokens``). After it:
-        ``suffix`` (see there).
+        request's context are paid for (see ``latency.window_tokens``); the cap
+        is held per document through small changes of either. After the cursor:
+        at most ``suffixChars`` (``prompt`` cuts it further).
         """
         chars = settings.prefix_chars
         window = cursor_window(text, offset, chars, settings.suffix_chars)
@@ -550,9 +596,11 @@ class CompletionEngine:
             return window  # no tokenizer, no speed yet
         self._seed_speed()
         cap = latency.window_tokens(self.meter, context_tokens, chars // 3)
-        held = self.window_cap
+        held = self._window_held.get(uri)
         if held is None or abs(cap - held) > latency.WINDOW_STEP:
-            self.window_cap = held = cap
+            held = cap
+        _hold(self._window_held, uri, held)
+        self.window_cap = held
         count = self.token_counter()
         for _ in range(4):
             # The lines before the cursor line: the same while typing on a line.
@@ -562,17 +610,16 @@ class CompletionEngine:
                 break
             chars = max(256, int(chars * held / tokens * 0.95))
             window = cursor_window(text, offset, chars, settings.suffix_chars)
-        return attrs.evolve(window, suffix=self.suffix(text, offset, settings))
+        return window
 
-    def suffix(self, text: str, offset: int, settings: CompletionSettings) -> str:
-        """The text after the cursor that goes into the prompt.
+    def _cut_suffix(self, suffix: str, settings: CompletionSettings) -> str:
+        """The part of ``suffix`` (the text after the cursor) the prompt gets.
 
-        At most ``suffixChars``, ending at a line end, and at most the tokens
-        ``latency.suffix_tokens`` affords: the suffix comes after the cursor in
-        the prompt, so it is evaluated again after every keystroke. It keeps the
-        rest of the cursor line and at least one line after it.
+        At most the tokens ``latency.suffix_tokens`` affords, cut at a line end:
+        the suffix comes after the cursor in the prompt, so it is evaluated again
+        after every keystroke. It always keeps the rest of the cursor line and
+        the lines up to the first one with code after it (which may be more).
         """
-        suffix = cursor_window(text, offset, 0, settings.suffix_chars).suffix
         if not getattr(self.backend, "loaded", False):
             return suffix
         self._seed_speed()
@@ -582,13 +629,13 @@ class CompletionEngine:
         count = self.token_counter()
         if count(suffix) <= cap:
             return suffix
-        lines = suffix.splitlines(keepends=True)
-        keep, used = 0, 0
-        for i, line in enumerate(lines):
+        keep, used, code = 0, 0, False
+        for i, line in enumerate(re.split(r"(?<=\n)", suffix)):
             used += count(line)
-            if used > cap and i >= 2:
+            if used > cap and code:
                 break
             keep += len(line)
+            code = code or (i > 0 and bool(line.strip()))
         return suffix[:keep]
 
     def _seed_speed(self) -> None:
@@ -602,8 +649,13 @@ class CompletionEngine:
         suffix: str,
         settings: CompletionSettings,
         context: ContextSettings | None,
+        uri: str = "",
     ) -> int:
-        """Context tokens for this request: sized from the measured speed."""
+        """Context tokens for a request in ``uri``: sized from the measured speed.
+
+        Held per document through small changes: a new budget means a new
+        context, so a new prompt prefix.
+        """
         if context is None or not context.enabled:
             self.budget_reason = "context is off"
             return 0
@@ -619,11 +671,11 @@ class CompletionEngine:
         budget = latency.context_budget(
             settings.latency_target_ms, self.meter, tail, self.changes.rate, maximum
         )
-        current = self.context_budget
-        # Hold the budget through small wobbles: a new budget means a new context.
+        current = self._budget_held.get(uri)
         if current is None or abs(budget - current) > latency.BUDGET_STEP or not budget:
-            self.context_budget = current = budget
-        current = min(current, maximum)
+            current = budget
+        _hold(self._budget_held, uri, current)
+        self.context_budget = current = min(current, maximum)
         meter = self.meter
         if meter.prompt_tps is None or meter.gen_tps is None:
             why = f"speed not measured yet: budgetTokens {maximum}"
@@ -798,12 +850,19 @@ class CompletionEngine:
         settings: CompletionSettings,
         context: builder.Context | None = None,
         on_partial: Callable[[str], None] | None = None,
+        seen: str | None = None,
     ) -> Completion:
+        """Generate and post-process a completion of ``prefix``/``suffix``.
+
+        ``seen``: the text after the cursor as the editor has it, when the
+        prompt got less of it (post-processing compares the completion with it).
+        """
         backend = self.backend
         if backend is None:
             raise BackendMissing(self.backend_problem)
         line_prefix = prefix.rsplit("\n", 1)[-1]
         req = self._request(doc, prefix, suffix, settings, context)
+        suffix = suffix if seen is None else seen
         stats = GenerationStats()
         self.stats.generations_started += 1
         chunks: list[str] = []
@@ -872,6 +931,8 @@ class CompletionEngine:
         self.cache.forget(uri)
         self.debouncer.forget(uri)
         self.changes.forget(uri)
+        self._window_held.pop(uri, None)
+        self._budget_held.pop(uri, None)
         self.scheduler.cancel(uri)
         if (task := self._latest.pop(uri, None)) is not None:
             task.cancel()

@@ -30,6 +30,10 @@ wobble of the measured speed would change the context, and so the prompt prefix
 held in the KV cache, from one keystroke to the next."""
 
 
+MIN_PROMPT_SAMPLE = 64
+"""Prompt evaluations of fewer new tokens do not update the prompt speed."""
+
+
 def _ewma(old: float | None, new: float, alpha: float) -> float:
     return new if old is None else old + alpha * (new - old)
 
@@ -129,8 +133,9 @@ class SpeedMeter:
         new = stats.prompt_tokens - stats.cached_tokens
         if self.pinned:
             pass
-        elif new >= 8 and stats.prompt_ms > 0:
-            # Few new tokens measure overhead more than speed: weigh by size.
+        elif new >= MIN_PROMPT_SAMPLE and stats.prompt_ms > 0:
+            # Small batches measure per-batch overhead more than speed (and the
+            # speed sizes cold prompts, which are evaluated in large ones).
             alpha = min(0.5, new / 512)
             self.prompt_tps = _ewma(
                 self.prompt_tps, new / stats.prompt_ms * 1000, alpha

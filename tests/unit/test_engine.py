@@ -334,16 +334,32 @@ class Loaded(Timed):
 LONG = "".join(f"def f{i}(a, b):\n    return a + b + {i}\n\n" for i in range(60))
 
 
-def test_the_suffix_is_cut_at_a_line_end_on_a_slow_machine() -> None:
+def _suffix(engine: CompletionEngine, text: str, offset: int) -> str:
     settings = attrs.evolve(FAST, suffix_chars=1200)
+    doc = Document("file:///l.py", text, "python", "l.py")
+    suffix = engine.prompt(doc, offset, settings, None).window.suffix
+    assert suffix is not None
+    return suffix
+
+
+def test_the_suffix_is_cut_at_a_line_end_on_a_slow_machine() -> None:
     offset = LONG.index("return a + b + 3") + 6
-    slow = CompletionEngine(Loaded(40.0, 10.0)).suffix(LONG, offset, settings)
-    # The rest of the cursor line and the lines after it, up to 32 "tokens".
+    slow = _suffix(CompletionEngine(Loaded(40.0, 10.0)), LONG, offset)
+    # The rest of the cursor line and whole lines after it, within 32 "tokens".
     assert slow.startswith(" a + b + 3\n\ndef f4(a, b):\n")
-    assert slow.endswith("\n") and len(slow.split()) <= 32 + 8
-    fast = CompletionEngine(Loaded(5000.0, 100.0)).suffix(LONG, offset, settings)
+    assert slow.endswith("\n") and len(slow.split()) <= 32
+    fast = _suffix(CompletionEngine(Loaded(5000.0, 100.0)), LONG, offset)
     assert fast.startswith(slow) and len(fast) > len(slow)
     assert len(fast) <= 1200
+
+
+def test_the_suffix_keeps_the_next_line_of_code_whatever_it_costs() -> None:
+    text = "def f():\n    return 1\n\n\n" + "x = " + " + ".join("ab" * 40) + "\n"
+    offset = text.index("return 1") + len("return 1")
+    kept = _suffix(CompletionEngine(Loaded(40.0, 10.0)), text, offset)
+    # Post-processing needs the code that follows (the blank lines are not enough).
+    assert kept == text[offset:]
+    assert len(kept.split()) > 32
 
 
 async def test_a_warm_up_and_the_request_after_it_have_the_same_prompt() -> None:
@@ -361,3 +377,49 @@ async def test_a_warm_up_and_the_request_after_it_have_the_same_prompt() -> None
     # Cut to what 80 tokens/s afford: not all of prefixChars and suffixChars.
     assert len(asked.prompt) < min(len(LONG[:offset]), settings.prefix_chars)
     assert asked.suffix is not None and len(asked.suffix) < 1200
+
+
+class Calibrating(Loaded):
+    """A model whose speed is measured after it loads (none known at first)."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0, 0.0)
+        self.calibration: tuple[float, float] | None = None
+        self.warm = self._warm
+
+    async def calibrated(self) -> None:
+        await asyncio.sleep(0)
+        self.calibration = (80.0, 30.0)
+
+
+async def test_a_warm_up_waits_for_the_speed_its_request_will_be_sized_with() -> None:
+    backend = Calibrating()
+    backend.enqueue(["x\n"])
+    engine = CompletionEngine(backend)
+    doc = Document("file:///l.py", LONG, "python", "l.py")
+    offset = LONG.index("return a + b + 50") + 4
+    settings = attrs.evolve(FAST, suffix_chars=1200)
+    await engine.warm(doc, offset, settings, ContextSettings())
+    await engine.complete(doc, offset, settings, ContextSettings())
+    warmed, asked = backend.warmed[0], backend.requests[0]
+    # Sized before the calibration, the warm-up would have had all of
+    # prefixChars: not the request's prompt, and the KV cache would not serve it.
+    assert warmed.prompt == asked.prompt
+    assert len(asked.prompt) < min(len(LONG[:offset]), settings.prefix_chars)
+
+
+def test_each_document_keeps_its_own_window_whatever_others_were_sized_with() -> None:
+    engine = CompletionEngine(Loaded(400.0, 40.0))
+    settings = attrs.evolve(FAST, prefix_chars=8000)
+    offset = LONG.index("return a + b + 50") + 4
+
+    def window(uri: str, context_tokens: int) -> str:
+        return engine.window(uri, LONG, offset, settings, context_tokens).prefix
+
+    window("file:///z.py", 0)  # 896 tokens afforded (1,000 at most)
+    warmed = window("file:///a.py", 200)  # 768: a warm-up in a.py
+    window("file:///b.py", 350)  # 640
+    # The request in a.py after it: the prompt its warm-up put in the KV cache
+    # (with one cap held for all documents it got b's 640, or z's 896 before).
+    assert window("file:///a.py", 200) == warmed
+    assert engine.window_cap == 768

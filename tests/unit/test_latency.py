@@ -82,6 +82,10 @@ def test_speed_meter_ignores_tiny_samples() -> None:
     meter = SpeedMeter()
     meter.observe(stats(900, 898, 2, 30.0, 10.0))  # 2 new tokens: mostly overhead
     assert meter.prompt_tps is None and meter.gen_tps is None
+    meter.seed(200.0, 30.0)
+    for _ in range(20):  # the tail after a keystroke: 40 tokens at 100 tokens/s
+        meter.observe(stats(900, 860, 8, 400.0, 300.0))
+    assert meter.prompt_tps == 200.0  # cold prompts are sized from large batches
 
 
 def test_budget_counts_the_kv_cache_as_free() -> None:
