@@ -173,9 +173,10 @@ class NextEditSettings:
     """Lines below the cursor (or the latest edit) the model may rewrite."""
     max_tokens: int = attrs.field(default=256, validator=_positive)
     """Most tokens generated for one prediction."""
-    min_confidence: float = attrs.field(default=0.5, validator=_non_negative)
-    """Show a prediction only when its confidence (from the tokens'
-    log-probabilities when the backend reports them) reaches this."""
+    min_confidence: float = attrs.field(default=0.6, validator=_non_negative)
+    """Show a prediction only when its confidence reaches this: the mean
+    probability of the tokens that wrote the change (the in-process model
+    reports them) weighed with how well it follows the user's edit."""
     history_edits: int = attrs.field(default=6, validator=_positive)
     """Recent edits (per document and of other open documents) in the prompt."""
     group_ms: int = attrs.field(default=1500, validator=_non_negative)
