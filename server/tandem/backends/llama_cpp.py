@@ -829,14 +829,17 @@ def _logprob_reader(llm: Llama) -> Callable[[int], float]:
 
     n_vocab = llm.n_vocab()
     ctx = llm._ctx.ctx
+    scratch = np.empty(n_vocab, dtype=np.float32)  # no allocation per token
 
     def logprob(token: int) -> float:
         row = np.ctypeslib.as_array(
             llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)
         )
-        top = float(row.max())
-        total = float(np.exp(row - top, dtype=np.float64).sum())
-        return float(row[token]) - top - float(np.log(total))
+        top = row.max()
+        np.subtract(row, top, out=scratch)
+        np.exp(scratch, out=scratch)
+        total = scratch.sum(dtype=np.float64)
+        return float(row[token] - top - np.log(total))
 
     return logprob
 
