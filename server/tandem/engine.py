@@ -901,7 +901,7 @@ class CompletionEngine:
                 multiline=settings.multiline,
             )
         used = getattr(backend, "last_backend", "") or backend.name
-        self.stats.last = {"backend": used, **attrs.asdict(stats)}
+        self.stats.last = {"backend": used, **stats.summary()}
         logger.debug("completion %r -> %r (%s)", raw, text, self.stats.last)
         return Completion(text, "model", raw=raw, stats=stats, backend=used)
 

@@ -338,7 +338,7 @@ class Assistant:
             "backend": backend,
             "attempts": attempts,
             "ms": round((time.perf_counter() - started) * 1000),
-            **attrs.asdict(stats),
+            **stats.summary(),
         }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import attrs
 
@@ -79,6 +79,11 @@ class GenerationStats:
     token_offsets: list[int] = attrs.field(factory=list)
     """Where each token of ``token_logprobs`` starts in the generated text
     (characters; a token inside a multi-byte character starts where it does)."""
+
+    def summary(self) -> dict[str, Any]:
+        """The counts and times, without the per-token lists (for the status)."""
+        per_token = ("token_logprobs", "token_offsets")
+        return attrs.asdict(self, filter=lambda a, _: a.name not in per_token)
 
 
 class Backend(Protocol):
