@@ -416,9 +416,9 @@ class RoutedBackend:
         request after it builds.
         """
         local = self.router.local
-        drained = getattr(local, "drained", None)
-        if self.local_first and drained is not None and getattr(local, "loaded", False):
-            await drained()  # the calibration is the job queued after the load
+        calibrated = getattr(local, "calibrated", None)
+        if self.local_first and calibrated is not None:
+            await calibrated()
 
     async def warm(self, req: GenerateRequest) -> int:
         """Put ``req``'s prompt into the in-process model's KV cache; tokens evaluated.

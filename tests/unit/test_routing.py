@@ -381,6 +381,35 @@ async def test_warm_goes_to_the_loaded_local_model_only(tmp_path: Path) -> None:
     assert ollama.requests == [] and list(router.decisions) == []
 
 
+async def test_calibrated_waits_for_the_local_model_it_goes_to_first(
+    tmp_path: Path,
+) -> None:
+    router, here, *_ = make(tmp_path, completion=("local", "ollama"))
+    release = asyncio.Event()
+    waited: list[str] = []
+
+    async def calibrated() -> None:
+        waited.append("local")
+        await release.wait()
+
+    here.calibrated = calibrated  # type: ignore[attr-defined]
+    view = router.view("completion")
+    waiting = asyncio.ensure_future(view.calibrated())
+    await asyncio.sleep(0)
+    assert waited == ["local"] and not waiting.done()
+    release.set()
+    await waiting
+    # The chain starts elsewhere, or no local model: nothing to wait for.
+    router.settings = attrs.evolve(
+        router.settings,
+        routing=attrs.evolve(router.settings.routing, completion=("ollama", "local")),
+    )
+    await asyncio.wait_for(router.view("completion").calibrated(), 1)
+    router.local = None
+    await asyncio.wait_for(router.view("completion").calibrated(), 1)
+    assert waited == ["local"]
+
+
 async def test_never_send_files_stay_local(tmp_path: Path) -> None:
     router, here, _, cloud, _ = make(
         tmp_path,

@@ -275,6 +275,7 @@ class LlamaCppBackend:
         self._abort_flag: threading.Event | None = None
         self._abort_cb: Any = None  # keeps the ctypes callback alive
         self._calibration_stop = threading.Event()
+        self._calibrating: asyncio.Future[None] | None = None
         self._closed = False
         self._freed = False
         self._chat_format: Any = None
@@ -298,6 +299,7 @@ class LlamaCppBackend:
             if self.options.calibrate:
                 calibrating = loop.run_in_executor(self._executor, self._calibrate)
                 calibrating.add_done_callback(_consume_exception)
+                self._calibrating = calibrating
         return await asyncio.shield(self._load_future)
 
     @property
@@ -769,6 +771,12 @@ class LlamaCppBackend:
             emit(e)
         finally:
             self._abort_flag = None
+
+    async def calibrated(self) -> None:
+        """Wait until the speed calibration after loading is over (at once if none)."""
+        if self._calibrating is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._calibrating)
 
     async def drained(self) -> None:
         """Wait until the worker has finished every job submitted before."""
