@@ -339,11 +339,13 @@ async def run_case(
     doc = Document(uri, case.edited, "python", case.path)
     latest = nexted.history.latest(uri)
     started = time.perf_counter()
-    prediction = await nexted.predict(doc, case.cursor, settings)
+    try:
+        prediction = await nexted.predict(doc, case.cursor, settings)
+    finally:
+        # Closed: its edit must not reach the next case's prompt as another open
+        # document's (an added ``, context`` then turned up in quiet cases).
+        nexted.history.closed(uri)
     ms = (time.perf_counter() - started) * 1000
-    # Closed: its edit must not reach the next case's prompt as another open
-    # document's (an added ``, context`` then turned up in quiet cases).
-    nexted.history.closed(uri)
     assert prediction is not None  # nothing preempts it here
     shown = prediction.shown
     stats = prediction.stats

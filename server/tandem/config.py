@@ -174,9 +174,12 @@ class NextEditSettings:
     max_tokens: int = attrs.field(default=256, validator=_positive)
     """Most tokens generated for one prediction."""
     min_confidence: float = attrs.field(default=0.6, validator=_non_negative)
-    """Show a prediction only when its confidence reaches this: the mean
-    probability of the tokens that wrote the change (the in-process model
-    reports them) weighed with how well it follows the user's edit."""
+    """Show a prediction only when its confidence reaches this: the geometric
+    mean of how well the change follows the user's edit (0.9 the same rename
+    elsewhere, 0.6 a one-line change using a word just typed, 0.3 anything
+    else) and the geometric mean probability of the tokens that wrote it (the
+    in-process model reports them). At 0.6 only changes that carry on the
+    user's edit can pass; the model's certainty then decides."""
     history_edits: int = attrs.field(default=6, validator=_positive)
     """Recent edits (per document and of other open documents) in the prompt."""
     group_ms: int = attrs.field(default=1500, validator=_non_negative)

@@ -16,7 +16,7 @@ from tandem.config import NextEditSettings
 from tandem.engine import CompletionEngine, Document
 from tandem.nextedit import gate, prompts
 from tandem.nextedit.history import EditHistory, Latest
-from tandem.nextedit.pipeline import NextEditor
+from tandem.nextedit.pipeline import NextEditor, change_logprobs
 
 CODE = """def area(width, height):
     scale = 2
@@ -84,6 +84,9 @@ def test_zeta_prompt_marks_the_region_and_the_cursor() -> None:
         "\n<|editable_region_end|>\n```"
     )
     assert prompts.extract("zeta", answer) == "def area(w, h):\n"
+    # The lines watched while generating have no cursor mark either.
+    lines = prompts.answer_lines("zeta", answer)
+    assert lines is not None and lines[0] == "def area(w, h):\n"
 
 
 @pytest.mark.parametrize(
@@ -483,3 +486,57 @@ async def test_pipeline_without_logprobs_falls_back_to_the_heuristic() -> None:
     assert prediction is not None and prediction.shown
     assert prediction.logprobs == () and prediction.confidence == 0.9
     assert nexted.stats.last["confidenceFrom"] == "heuristic"
+
+
+def test_lines_written_past_the_window_end_have_no_tokens() -> None:
+    # The model changed the last line and wrote one more after the window: the
+    # gate drops that line, so its tokens must not pull the confidence down.
+    window = "a = 1\nb = 2\n"
+    answer, offsets, logprobs = scored(
+        [("a = 1\n", -0.01), ("b = ", -0.01), ("3", -0.2), ("\n", -0.01),
+         ("c = 4", -3.0), ("\n", -0.01)]
+    )  # fmt: skip
+    assert gate.change_logprobs(window, answer, answer, 0, offsets, logprobs) == [-0.2]
+    # Nothing changed but the line written on: no tokens.
+    copied, offsets, logprobs = scored([("a = 1\nb = 2\n", -0.01), ("c = 4\n", -3.0)])
+    assert gate.change_logprobs(window, copied, copied, 0, offsets, logprobs) == []
+
+
+def test_a_change_no_reported_token_wrote_is_not_trusted_more_than_the_heuristic() -> (
+    None
+):
+    text = "def area(w, height):\n    return width * height\n"
+    window = (0, len(text))
+    rename = text.replace("return width", "return w")
+    alone = gate.judge(text, window, rename, None, None, 0)
+    unmapped = gate.judge(text, window, rename, None, None, 0, lambda _: [], True)
+    assert alone.source == "heuristic" and unmapped.source == "unmapped"
+    assert unmapped.confidence == pytest.approx(
+        min(alone.confidence, math.sqrt(alone.confidence * gate.UNMAPPED_CERTAINTY))
+    )
+    assert unmapped.confidence <= alone.confidence
+    mapped = gate.judge(text, window, rename, None, None, 0, lambda _: [-0.01], True)
+    assert mapped.source == "logprobs" and mapped.confidence > unmapped.confidence
+
+
+def test_zeta_change_logprobs_skip_the_echoed_cursor_mark() -> None:
+    window = "def area(w, height):\n    return width * height\n"
+    answer, offsets, logprobs = scored(
+        [("<|editable_region_start|>\n", -0.01), ("def area(w", -0.01),
+         ("<|user_cursor_is_here|>", -0.01), (", height):\n", -0.01),
+         ("    return", -0.01), (" w", -3.0), (" * height\n", -0.01)]
+    )  # fmt: skip
+    stats = GenerationStats(token_logprobs=logprobs, token_offsets=offsets)
+    lines = window.splitlines(keepends=True)
+    rewrite = window.replace("return width", "return w")
+    scores = change_logprobs("zeta", lines, rewrite, answer, stats)
+    # The tokens either side of "idth" left out, though they come after the mark.
+    assert scores == [-3.0, -0.01]
+
+
+def test_at_the_default_threshold_only_changes_that_carry_on_the_edit_pass() -> None:
+    text = "def area(w, height):\n    return width * height\n"
+    window = (0, len(text))
+    unrelated = text.replace("height\n", "height + 1\n")  # no edit to carry on
+    sure = gate.judge(text, window, unrelated, None, None, 0, lambda _: [0.0], True)
+    assert sure.confidence < NextEditSettings().min_confidence  # however sure

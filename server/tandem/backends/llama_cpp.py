@@ -717,7 +717,7 @@ class LlamaCppBackend:
             kv.evaluate(tokens, len(tokens) - 1, stop)
             generated: list[int] = []
             emitted = ""
-            decoded = 0  # characters of the text up to its last complete one
+            decoded = 0  # where the next token's text starts
             logprob = _logprob_reader(llm) if job.logprobs else None
             for token in llm.generate(
                 tokens, temp=job.temperature, top_k=40, top_p=0.95, reset=True
@@ -737,8 +737,10 @@ class LlamaCppBackend:
                 generated.append(token)
                 stats.generated_tokens = len(generated)
                 text = llm.detokenize(generated).decode("utf-8", errors="replace")
+                # A character split between tokens belongs to the next one (its
+                # first bytes decode to one replacement character for now).
+                decoded = len(text) - text.endswith("\ufffd")
                 if not text.endswith("\ufffd"):
-                    decoded = len(text)
                     text, hit_stop = _cut_at_stop(text, job.stop)
                     if len(text) > len(emitted):
                         emit(text[len(emitted) :])

@@ -4,10 +4,12 @@ The rewrite of the window is reduced to minimal changes (line diff, then each
 changed block trimmed to the characters that differ). Nothing is shown when there
 is no change, when the changes only touch what the user just typed, when they
 undo the user's latest edit, or when they make the file parse worse
-(tree-sitter). A confidence decides the rest: from the log-probabilities of the
-tokens that wrote the change when the backend reports them (``change_logprobs``),
-otherwise from how well the change follows the user's latest edit (the same
-rename elsewhere is likely; an unrelated rewrite is not).
+(tree-sitter). A confidence decides the rest: how well the change follows the
+user's latest edit (the same rename elsewhere is likely; an unrelated rewrite is
+not), combined (geometric mean) with the model's certainty: the geometric mean of
+the probabilities of the tokens that wrote the change when the backend reports
+them (``change_logprobs``), a neutral ``UNMAPPED_CERTAINTY`` when it reported
+some but none of them wrote the change.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from tandem.context.symbols import syntax_errors
 from tandem.nextedit.history import Latest, changed_span
 
 _WORD = re.compile(r"\w+")
+UNMAPPED_CERTAINTY = 0.5
+"""The model's certainty when it reported log-probabilities but none of its
+tokens can be tied to the change (no evidence either way): never more than the
+heuristic alone would give."""
 
 
 @attrs.frozen
@@ -37,7 +43,12 @@ class Verdict:
     """Why nothing is offered (empty when something is)."""
     logprobs: tuple[float, ...] = ()
     """The log-probabilities of the first change's tokens that went into the
-    confidence (empty: the heuristic alone gave it)."""
+    confidence (empty: none were tied to it)."""
+    source: str = "heuristic"
+    """Where the confidence came from: ``logprobs`` (the change's tokens and
+    the heuristic), ``unmapped`` (log-probabilities reported, none tied to the
+    change: the heuristic and ``UNMAPPED_CERTAINTY``) or ``heuristic`` alone
+    (none reported)."""
 
 
 def char_changes(text: str, start: int, end: int, replacement: str) -> list[TextChange]:
@@ -152,14 +163,17 @@ def change_logprobs(
     count = min(len(offsets), len(logprobs))
     if not count:
         return []
-    rewrite = rewrite.rstrip("\r\n")
+    # Both end with one line end, so that lines written on past the window's
+    # end come out as insertions after its last line (left out below).
+    old = old.rstrip("\r\n") + "\n"
+    rewrite = rewrite.rstrip("\r\n") + "\n"
     written = 0  # the rewrite's characters that are the answer's text
     limit = min(len(rewrite), len(answer) - at)
     while written < limit and rewrite[written] == answer[at + written]:
         written += 1
     ends = [*offsets[1:count], len(answer)]
     picked: set[int] = set()
-    for start, end, first, last in _differing(old.rstrip("\r\n"), rewrite):
+    for start, end, first, last in _differing(old, rewrite):
         if rows is not None and (last < rows[0] or first > rows[1]):
             continue
         if start > written or (start == written and end > start):
@@ -200,9 +214,8 @@ def _differing(old: str, new: str) -> list[tuple[int, int, int, int]]:
             for k in range(len(keys[j]))
         ]
         where.append(starts[j2])
-        chars = difflib.SequenceMatcher(
-            None, "".join(old_lines[i1:i2]), "".join(keys[j1:j2]), autojunk=False
-        )
+        was, now = "".join(old_lines[i1:i2]), "".join(keys[j1:j2])
+        chars = difflib.SequenceMatcher(None, was, now, autojunk=False)
         spans += [
             (
                 where[b1],
@@ -212,6 +225,14 @@ def _differing(old: str, new: str) -> list[tuple[int, int, int, int]]:
             )
             for op, a1, a2, b1, b2 in chars.get_opcodes()
             if op != "equal"
+            # Whole lines written on past the window's end: see above.
+            and not (
+                op == "insert"
+                and i2 == len(old_lines)
+                and a1 == len(was)
+                and was.endswith("\n")
+                and now[b1:b2].endswith("\n")
+            )
         ]
     return spans
 
@@ -224,6 +245,7 @@ def judge(
     language: str | None,
     cursor: int,
     logprobs: Sequence[float] | Callable[[TextChange], Sequence[float]] | None = None,
+    reported: bool = False,
 ) -> Verdict:
     """Whether to offer the rewrite of ``text[window]``, and which change first.
 
@@ -233,7 +255,9 @@ def judge(
     change, or the sequence itself), the geometric mean of the heuristic's and
     of the tokens' mean probability. Both count: the model can be sure of text
     that has nothing to do with the user's edit (a docstring copied from the
-    function above), and unsure of the right rename.
+    function above), and unsure of the right rename. ``reported``: the backend
+    reported log-probabilities; when none are the change's, the model's
+    certainty counts as ``UNMAPPED_CERTAINTY``.
     """
     changes = [
         c
@@ -260,9 +284,14 @@ def judge(
     order = ahead + [c for c in changes if c.start < cursor]
     confidence = heuristic_confidence(text, order[:1], latest)
     scores = tuple(logprobs(order[0]) if callable(logprobs) else logprobs or ())
+    source = "heuristic"
     if scores:
         confidence = math.sqrt(confidence * logprob_confidence(scores))
-    return Verdict(tuple(order), confidence, logprobs=scores)
+        source = "logprobs"
+    elif reported:
+        confidence = min(confidence, math.sqrt(confidence * UNMAPPED_CERTAINTY))
+        source = "unmapped"
+    return Verdict(tuple(order), confidence, logprobs=scores, source=source)
 
 
 def _inside(change: TextChange, start: int, end: int) -> bool:

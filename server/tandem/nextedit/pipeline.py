@@ -7,8 +7,8 @@ same document replaces the one waiting or running. Generation stops as soon as
 the rewrite has made its change and copied two lines unchanged after it: the
 rest of the window is taken as it was, and the next change is the next
 prediction's. The backend reports each token's log-probability; the confidence
-that gates what is shown comes from the tokens that wrote the change (see
-``gate.change_logprobs``).
+that gates what is shown combines the heuristic's fit with the probabilities of
+the tokens that wrote the change (see ``gate.judge``, ``gate.change_logprobs``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from tandem.assist.edits import TextChange, UnsafeEdit, line_of
+from tandem.assist.edits import TextChange, UnsafeEdit
 from tandem.backends.base import (
     Backend,
     ChatRequest,
@@ -57,8 +57,10 @@ class Prediction:
     stats: GenerationStats | None = None
     backend: str = ""
     logprobs: tuple[float, ...] = ()
-    """The log-probabilities of the change's tokens, which gave the confidence
-    (empty: the backend reported none, and the gate's heuristic gave it)."""
+    """The log-probabilities of the change's tokens that went into the
+    confidence (empty: none reported, or none tied to the change)."""
+    confidence_from: str = "heuristic"
+    """``logprobs``, ``unmapped`` or ``heuristic`` (see ``gate.Verdict.source``)."""
 
 
 @attrs.define
@@ -154,13 +156,14 @@ class NextEditor:
             return None
         self.stats.predictions += 1
         raw = "".join(answer)
-        top = line_of(doc.text, window.start)
+        shown_window = doc.text[window.start : window.end]
+
+        def row(offset: int) -> int:
+            # Lines as the gate splits the window (str.splitlines: form feeds too).
+            return len((shown_window[: offset - window.start] + "x").splitlines()) - 1
 
         def scores(change: TextChange) -> list[float]:
-            rows = (
-                line_of(doc.text, change.start) - top,
-                line_of(doc.text, max(change.end - 1, change.start)) - top,
-            )
+            rows = (row(change.start), row(max(change.end - 1, change.start)))
             return change_logprobs(kind, lines, body, raw, stats, rows)
 
         try:
@@ -175,6 +178,7 @@ class NextEditor:
                 grammar,
                 offset,
                 scores,
+                reported=bool(stats.token_logprobs),
             )
         except UnsafeEdit as e:
             verdict = gate.Verdict(reason=str(e))
@@ -195,6 +199,7 @@ class NextEditor:
             stats,
             used,
             verdict.logprobs,
+            verdict.source,
         )
         self._record(doc.uri, prediction)
         return prediction
@@ -275,8 +280,8 @@ class NextEditor:
             "changes": len(prediction.changes),
             "latencyMs": round(prediction.latency_ms, 1),
             "backend": prediction.backend,
-            "confidenceFrom": "logprobs" if prediction.logprobs else "heuristic",
-            **(attrs.asdict(stats, filter=_summary) if stats is not None else {}),
+            "confidenceFrom": prediction.confidence_from,
+            **(stats.summary() if stats is not None else {}),
         }
         logger.debug("next edit %s: %r", self.stats.last, prediction.raw)
 
@@ -304,14 +309,14 @@ def change_logprobs(
     offsets, logprobs = list(stats.token_offsets), list(stats.token_logprobs)
     if at is None or not logprobs:
         return []
+    mark = answer.find(prompts.ZETA_CURSOR, at) if kind == "zeta" else -1
+    if mark >= 0:  # echoed by the model, not part of its rewrite
+        n = len(prompts.ZETA_CURSOR)
+        answer = answer[:mark] + answer[mark + n :]
+        offsets = [o if o <= mark else max(mark, o - n) for o in offsets]
     return gate.change_logprobs(
         "".join(lines), rewrite, answer, at, offsets, logprobs, rows
     )
-
-
-def _summary(field: attrs.Attribute[Any], _value: object) -> bool:
-    """Stats for the status: the per-token lists left out."""
-    return field.name not in ("token_logprobs", "token_offsets")
 
 
 def model_name_of(backend: object) -> str:

@@ -243,6 +243,8 @@ def answer_lines(kind: Format, partial: str) -> list[str] | None:
     if kind == "chat":
         closing = body.find("```")
         body = body[:closing] if closing >= 0 else body
+    elif kind == "zeta":
+        body = body.replace(ZETA_CURSOR, "")  # the model echoes the cursor mark
     lines = body.splitlines(keepends=True)
     return [line for line in lines if line.endswith("\n")]
 
