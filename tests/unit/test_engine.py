@@ -7,7 +7,7 @@ import asyncio
 import attrs
 import pytest
 
-from tandem.backends.base import BackendError
+from tandem.backends.base import BackendError, GenerateRequest
 from tandem.backends.fake import FakeBackend
 from tandem.config import CompletionSettings, ContextSettings
 from tandem.engine import BackendMissing, CompletionEngine, Document
@@ -362,20 +362,29 @@ def test_the_suffix_keeps_the_next_line_of_code_whatever_it_costs() -> None:
     assert len(kept.split()) > 32
 
 
-async def test_a_warm_up_and_the_request_after_it_have_the_same_prompt() -> None:
-    backend = Loaded(80.0, 30.0)
-    backend.warm = backend._warm
+WARM_AT = LONG.index("return a + b + 50") + 4
+ROOMY = attrs.evolve(FAST, suffix_chars=1200)
+
+
+async def warm_then_ask(
+    backend: FakeBackend,
+) -> tuple[GenerateRequest, GenerateRequest]:
+    """Warm ``LONG`` at ``WARM_AT``, then ask there: (warmed, asked)."""
     backend.enqueue(["x\n"])
     engine = CompletionEngine(backend)
     doc = Document("file:///l.py", LONG, "python", "l.py")
-    offset = LONG.index("return a + b + 50") + 4
-    settings = attrs.evolve(FAST, suffix_chars=1200)
-    await engine.warm(doc, offset, settings, ContextSettings())
-    await engine.complete(doc, offset, settings, ContextSettings())
-    warmed, asked = backend.warmed[0], backend.requests[0]
+    await engine.warm(doc, WARM_AT, ROOMY, ContextSettings())
+    await engine.complete(doc, WARM_AT, ROOMY, ContextSettings())
+    return backend.warmed[0], backend.requests[0]
+
+
+async def test_a_warm_up_and_the_request_after_it_have_the_same_prompt() -> None:
+    backend = Loaded(80.0, 30.0)
+    backend.warm = backend._warm
+    warmed, asked = await warm_then_ask(backend)
     assert (warmed.prompt, warmed.suffix) == (asked.prompt, asked.suffix)
     # Cut to what 80 tokens/s afford: not all of prefixChars and suffixChars.
-    assert len(asked.prompt) < min(len(LONG[:offset]), settings.prefix_chars)
+    assert len(asked.prompt) < min(len(LONG[:WARM_AT]), ROOMY.prefix_chars)
     assert asked.suffix is not None and len(asked.suffix) < 1200
 
 
@@ -393,19 +402,11 @@ class Calibrating(Loaded):
 
 
 async def test_a_warm_up_waits_for_the_speed_its_request_will_be_sized_with() -> None:
-    backend = Calibrating()
-    backend.enqueue(["x\n"])
-    engine = CompletionEngine(backend)
-    doc = Document("file:///l.py", LONG, "python", "l.py")
-    offset = LONG.index("return a + b + 50") + 4
-    settings = attrs.evolve(FAST, suffix_chars=1200)
-    await engine.warm(doc, offset, settings, ContextSettings())
-    await engine.complete(doc, offset, settings, ContextSettings())
-    warmed, asked = backend.warmed[0], backend.requests[0]
+    warmed, asked = await warm_then_ask(Calibrating())
     # Sized before the calibration, the warm-up would have had all of
     # prefixChars: not the request's prompt, and the KV cache would not serve it.
     assert warmed.prompt == asked.prompt
-    assert len(asked.prompt) < min(len(LONG[:offset]), settings.prefix_chars)
+    assert len(asked.prompt) < min(len(LONG[:WARM_AT]), ROOMY.prefix_chars)
 
 
 def test_each_document_keeps_its_own_window_whatever_others_were_sized_with() -> None:
