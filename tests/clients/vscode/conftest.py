@@ -56,7 +56,9 @@ def _missing() -> str | None:
         return "code-server, Node 24 or Chromium is missing: run `make vscode`"
     if not VSIX.exists():
         return f"{VSIX} is missing: run `make vscode`"
-    newest = max(p.stat().st_mtime for p in (EXTENSION / "src").glob("*.ts"))
+    # package.json too: its settings' defaults are what the server is given.
+    sources = [*(EXTENSION / "src").glob("*.ts"), EXTENSION / "package.json"]
+    newest = max(p.stat().st_mtime for p in sources)
     if VSIX.stat().st_mtime < newest:
         return f"{VSIX} is older than the sources: run `make vscode`"
     return None
@@ -140,9 +142,6 @@ def code_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodeServer
         "chat.disableAIFeatures": True,
         "git.enabled": False,
         "files.hotExit": "off",
-        # VS Code in a browser saves after 1 s by default: the tests save (or
-        # not) themselves, so what is on disk is what they wrote.
-        "files.autoSave": "off",
         "editor.inlineSuggest.enabled": True,
         "editor.quickSuggestions": {
             "other": False,
