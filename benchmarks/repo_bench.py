@@ -308,6 +308,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         {"kind": case.kind, "ms": ms, "text": text,
                          "contextTokens": stats.get("contextTokens", 0),
                          "newPromptTokens": stats.get("newPromptTokens"),
+                         "promptMs": stats.get("promptMs"),
+                         "generatedTokens": stats.get("generatedTokens"),
+                         "generationMs": stats.get("generationMs"),
                          **score(case, text)}
                     )  # fmt: skip
                 if raw is not None:
@@ -321,8 +324,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         row = results[a][-1]
                         ctx = row.get("contextTokens", "-")
                         new = row.get("newPromptTokens", "-")
-                        print(f"  {a:8} {row['ms']:7.0f} ms ctx {ctx} new {new}: "
-                              f"{row['text'][:40]!r}")  # fmt: skip
+                        gen = row.get("generatedTokens", "-")
+                        split = f"{row.get('promptMs', '-')}/{row.get('generationMs', '-')}"
+                        print(f"  {a:8} {row['ms']:7.0f} ms ctx {ctx} new {new} "
+                              f"gen {gen} ms p/g {split}: {row['text'][:40]!r}")  # fmt: skip
     return summarise(results, len(cases))
 
 

@@ -27,7 +27,7 @@ from tandem.context import builder
 from tandem.context.index import WorkspaceIndex
 from tandem.context.symbols import FileSymbols, language_of
 from tandem.context.window import Window, cursor_window
-from tandem.postprocess import finished, fix_indent, postprocess
+from tandem.postprocess import finished, fix_indent, postprocess, whole_lines
 from tandem.scheduler import Priority, Scheduler
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,8 @@ class EngineStats:
     """Prompt prefixes evaluated ahead of a request (no generation)."""
     warm_tokens: int = 0
     """Prompt tokens those warm-ups evaluated."""
+    more_lines_stops: int = 0
+    """Generations stopped at a line end by ``completion.moreLinesMs``."""
     last: dict[str, Any] = attrs.field(factory=dict)
     """Stats of the most recent generation."""
     last_context: dict[str, Any] = attrs.field(factory=dict)
@@ -240,6 +242,8 @@ class CompletionEngine:
         self.window_cap: int | None = None
         """Most tokens of the current file before the cursor, as last sized."""
         self.suffix_cap: int | None = None
+        self.more_lines_tokens: int | None = None
+        """Generated tokens after which a completion stops at a line end."""
         """Most tokens of the text after the cursor (None: not sized)."""
         self._window_held: dict[str, int] = {}
         self._budget_held: dict[str, int] = {}
@@ -866,6 +870,8 @@ class CompletionEngine:
         stats = GenerationStats()
         self.stats.generations_started += 1
         chunks: list[str] = []
+        limit = self.more_lines_limit(settings)
+        cut: str | None = None
         try:
             async with contextlib.aclosing(backend.generate(req, stats)) as stream:
                 async for chunk in stream:
@@ -882,6 +888,13 @@ class CompletionEngine:
                         multiline=settings.multiline,
                     ):
                         break  # aclosing stops the backend now, not at GC
+                    if (
+                        limit is not None
+                        and max(stats.generated_tokens, len(chunks)) >= limit
+                        and (cut := whole_lines(partial)) is not None
+                    ):
+                        self.stats.more_lines_stops += 1
+                        break  # the lines so far; the next come after accepting
         except asyncio.CancelledError:
             self.stats.generations_cancelled += 1
             raise
@@ -889,7 +902,7 @@ class CompletionEngine:
             self.stats.generations_failed += 1
             raise
         self.stats.generations_completed += 1
-        raw = fix_indent("".join(chunks), line_prefix)
+        raw = cut if cut is not None else fix_indent("".join(chunks), line_prefix)
         text = raw
         if settings.postprocess:
             text = postprocess(
@@ -904,6 +917,16 @@ class CompletionEngine:
         self.stats.last = {"backend": used, **stats.summary()}
         logger.debug("completion %r -> %r (%s)", raw, text, self.stats.last)
         return Completion(text, "model", raw=raw, stats=stats, backend=used)
+
+    def more_lines_limit(self, settings: CompletionSettings) -> int | None:
+        """Tokens after which a completion with a whole line stops (None: none)."""
+        if not settings.multiline or not getattr(self.backend, "loaded", False):
+            return None
+        self._seed_speed()
+        self.more_lines_tokens = latency.more_lines_tokens(
+            self.meter, settings.more_lines_ms
+        )
+        return self.more_lines_tokens
 
     def _request(
         self,

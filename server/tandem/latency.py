@@ -242,6 +242,19 @@ def suffix_tokens(meter: SpeedMeter, maximum: int) -> int:
     return max(MIN_SUFFIX_TOKENS, min(maximum, int(meter.prompt_tps * SUFFIX_S)))
 
 
+def more_lines_tokens(meter: SpeedMeter, ms: float) -> int | None:
+    """Tokens generated in ``ms`` at the measured speed (None: no limit).
+
+    Used like llama-server's ``t_max_predict_ms``: once a completion has a whole
+    line, generation stops after this many tokens. Counted in tokens, not read
+    from a clock, so a given speed (``TANDEM_SPEED``) gives the same completion
+    on every machine.
+    """
+    if ms <= 0 or not meter.gen_tps:
+        return None
+    return max(1, round(meter.gen_tps * ms / 1000))
+
+
 @attrs.define
 class ContextChanges:
     """How often the context of a request differs from the one before it."""

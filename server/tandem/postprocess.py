@@ -269,6 +269,14 @@ def finished(
     )
 
 
+def whole_lines(partial: str) -> str | None:
+    """``partial`` up to its last line end, if that holds a line with code."""
+    head, sep, _ = partial.rpartition("\n")
+    if not sep or not head.strip():
+        return None
+    return head
+
+
 def postprocess(
     completion: str,
     prefix: str,

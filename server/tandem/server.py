@@ -425,6 +425,12 @@ class TandemServer(LanguageServer):
                 "contextFloor": self.settings.context.floor_tokens,
                 "windowTokens": engine.window_cap,
                 "suffixTokens": engine.suffix_cap,
+                "moreLinesTokens": engine.more_lines_tokens,
+                "moreLinesWhy": (
+                    "a completion with a whole line stops after this many generated "
+                    "tokens (completion.moreLinesMs at the measured speed); "
+                    "accepting it shows the lines after it"
+                ),
                 "scheduler": engine.scheduler.status(),
                 "contextChangeRate": engine.changes.rate,
                 "targetMs": self.settings.completion.latency_target_ms,
@@ -507,9 +513,13 @@ class TandemServer(LanguageServer):
         snapshot = Document(uri, doc.source, doc.language_id or "", rel, path or None)
         return doc, snapshot
 
-    async def warm_document(self, uri: str, line: int | None = None) -> None:
+    async def warm_document(
+        self, uri: str, line: int | None = None, character: int = 0
+    ) -> None:
         """Warm a document's prompt prefix in idle time (opened or focused).
 
+        At the cursor the editor reports (``line``, ``character`` in UTF-16 code
+        units): the prompt a completion asked there gets, up to the cursor.
         Without a cursor line (a plain ``didOpen``), the guess is the end of the
         document's first window, where editors put the cursor of a newly opened
         file; any position in a file shorter than ``prefixChars`` shares it.
@@ -530,6 +540,11 @@ class TandemServer(LanguageServer):
             lines = doc.lines
             line = max(0, min(line, len(lines)))
             offset = sum(len(x) for x in lines[:line])
+            if character and line < len(lines):
+                # A column past the line's end counts as its end.
+                end = offset + len(lines[line].rstrip("\r\n"))
+                at = types.Position(line=line, character=character)
+                offset = min(doc.offset_at_position(at), end)
         self.engine.warm_soon(snapshot, offset, settings.completion, settings.context)
 
     def note_edit(self, uri: str, lines: list[int]) -> None:

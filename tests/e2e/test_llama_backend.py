@@ -274,3 +274,26 @@ async def test_token_logprobs_only_when_asked_one_per_token_of_the_greedy_row() 
         for recorded, (logprob, best) in zip(logprobs, rows, strict=False):
             assert recorded == pytest.approx(logprob, abs=0.05)
             assert logprob >= best - 0.05  # greedy took the row's most likely
+
+
+async def test_flash_attention_is_on_and_a_refusal_loads_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with backend() as b:
+        assert b.info is not None and b.info.flash_attention
+        on = await drain(b.generate(long_request()))
+    made: list[bool] = []
+    real = llama_cpp_lib.Llama
+
+    def refusing(*args: Any, **kw: Any) -> llama_cpp_lib.Llama:
+        made.append(kw["flash_attn"])
+        if kw["flash_attn"]:
+            raise ValueError("Failed to create llama_context")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(llama_cpp_lib, "Llama", refusing)
+    async with backend() as b:
+        assert b.info is not None and not b.info.flash_attention
+        off = await drain(b.generate(long_request()))
+    assert made == [True, False]
+    assert on and off  # both answer (flash attention may change the numerics)

@@ -424,3 +424,46 @@ def test_each_document_keeps_its_own_window_whatever_others_were_sized_with() ->
     # (with one cap held for all documents it got b's 640, or z's 896 before).
     assert window("file:///a.py", 200) == warmed
     assert engine.window_cap == 768
+
+
+BLOCK = "def is_palindrome(s):\n    \n"
+BLOCK_OFFSET = len(BLOCK) - 1
+LINES = ["s = s.lower()", "\n    ", "t = s[::-1]", "\n    ", "return s == t", "\n"]
+"""Three lines of a function body, one chunk a token."""
+
+
+@pytest.mark.parametrize(
+    ("gen_tps", "shown"),
+    [
+        (4.0, "s = s.lower()"),  # 2 tokens in 500 ms: the first whole line
+        (8.0, "s = s.lower()\n    t = s[::-1]"),  # 4 tokens: the lines done by then
+        (400.0, "s = s.lower()\n    t = s[::-1]\n    return s == t"),  # no limit
+    ],
+)
+async def test_a_slow_model_stops_at_a_line_end_after_more_lines_ms(
+    gen_tps: float, shown: str
+) -> None:
+    backend = Loaded(100.0, gen_tps)
+    backend.enqueue(LINES)
+    engine = CompletionEngine(backend)
+    settings = attrs.evolve(FAST, more_lines_ms=500)
+    doc = Document("file:///b.py", BLOCK, "python", "b.py")
+    result = await engine.complete(doc, BLOCK_OFFSET, settings)
+    assert result is not None and result.text == shown
+    assert engine.more_lines_tokens == round(gen_tps / 2)
+    assert engine.stats.more_lines_stops == (shown.count("\n") < 2)
+
+
+async def test_more_lines_ms_zero_or_one_line_only_sets_no_limit() -> None:
+    for settings in (
+        attrs.evolve(FAST, more_lines_ms=0),
+        attrs.evolve(FAST, more_lines_ms=500, multiline=False),
+    ):
+        backend = Loaded(100.0, 2.0)
+        backend.enqueue(LINES)
+        engine = CompletionEngine(backend)
+        doc = Document("file:///b.py", BLOCK, "python", "b.py")
+        result = await engine.complete(doc, BLOCK_OFFSET, settings)
+        assert result is not None
+        assert result.text.count("\n") == (2 if settings.multiline else 0)
+        assert engine.stats.more_lines_stops == 0

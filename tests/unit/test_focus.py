@@ -9,17 +9,25 @@ import pytest
 from tandem.features.documents import focus_params
 
 
-def test_uri_and_line_of_the_cursor() -> None:
+def test_uri_line_and_character_of_the_cursor() -> None:
     params = SimpleNamespace(
         textDocument=SimpleNamespace(uri="file:///a.py"),
         position=SimpleNamespace(line=7, character=2),
     )
-    assert focus_params(params) == ("file:///a.py", 7)
+    assert focus_params(params) == ("file:///a.py", 7, 2)
 
 
 def test_the_position_is_optional() -> None:
     params = SimpleNamespace(textDocument=SimpleNamespace(uri="file:///a.py"))
-    assert focus_params(params) == ("file:///a.py", None)
+    assert focus_params(params) == ("file:///a.py", None, 0)
+
+
+def test_a_line_without_a_character_is_its_start() -> None:
+    params = SimpleNamespace(
+        textDocument=SimpleNamespace(uri="file:///a.py"),
+        position=SimpleNamespace(line=3, character="x"),
+    )
+    assert focus_params(params) == ("file:///a.py", 3, 0)
 
 
 @pytest.mark.parametrize(
@@ -40,4 +48,4 @@ def test_a_negative_line_is_no_line() -> None:
         textDocument=SimpleNamespace(uri="file:///a.py"),
         position=SimpleNamespace(line=-1),
     )
-    assert focus_params(params) == ("file:///a.py", None)
+    assert focus_params(params) == ("file:///a.py", None, 0)

@@ -69,6 +69,8 @@ class LlamaCppOptions:
     """KV prefixes of recent documents kept, in MB; 0: none."""
     calibrate: bool = True
     """Measure the speed after loading (in the background, preempted by work)."""
+    flash_attention: bool = True
+    """Ask llama.cpp for flash attention (loaded without it if that fails)."""
 
     @classmethod
     def from_settings(cls, local: LocalSettings, model_path: str) -> LlamaCppOptions:
@@ -81,6 +83,7 @@ class LlamaCppOptions:
             fim_format=local.fim_format,
             prompt_chunk=local.prompt_chunk,
             prefix_cache_mb=local.prefix_cache_mb,
+            flash_attention=local.flash_attention,
         )
 
 
@@ -105,6 +108,8 @@ class ModelInfo:
     """Prompt tokens evaluated per second, measured after loading (0: not yet)."""
     gen_tps: float = 0.0
     """Tokens generated per second, measured after loading (0: not yet)."""
+    flash_attention: bool = False
+    """Whether the model was loaded with flash attention."""
 
 
 _llama_logger = logging.getLogger("tandem.llama_cpp")
@@ -311,9 +316,22 @@ class LlamaCppBackend:
         with _LOAD_LOCK:
             return self._load_locked()
 
-    def _load_locked(self) -> ModelInfo:
+    def _new_llama(self, path: Path, n_gpu: int, threads: int, flash: bool) -> Llama:
+        """A ``Llama`` for the model at ``path`` with these options."""
         import llama_cpp
 
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=self.options.n_ctx,
+            n_batch=self.options.n_batch,
+            n_gpu_layers=n_gpu,
+            n_threads=threads,
+            n_threads_batch=threads,
+            flash_attn=flash,
+            verbose=True,
+        )
+
+    def _load_locked(self) -> ModelInfo:
         if self._closed:
             raise BackendUnavailable("the local backend was shut down")
         path = Path(self.options.model_path).expanduser()
@@ -330,16 +348,16 @@ class LlamaCppBackend:
             # /dev/null while it loads: process-wide, so LSP messages the event
             # loop writes to stdout meanwhile are lost. Stay verbose and catch
             # its Python-level prints instead (llama.cpp's own log is routed).
+            flash = self.options.flash_attention
             with contextlib.redirect_stderr(chatter):
-                llm = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=self.options.n_ctx,
-                    n_batch=self.options.n_batch,
-                    n_gpu_layers=n_gpu,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    verbose=True,
-                )
+                try:
+                    llm = self._new_llama(path, n_gpu, threads, flash)
+                except (ValueError, RuntimeError) as e:
+                    if not flash:
+                        raise
+                    logger.info("no flash attention (%s): loading without it", e)
+                    flash = False
+                    llm = self._new_llama(path, n_gpu, threads, flash)
         except (ValueError, RuntimeError, OSError) as e:
             raise BackendConfigError(
                 f"llama.cpp could not load {path} ({e}): the file may be truncated "
@@ -398,6 +416,7 @@ class LlamaCppBackend:
             load_ms=load_ms,
             abort_callback=callback,
             prompt_chunk=self._kv.chunk,
+            flash_attention=flash,
         )
         logger.info(
             "loaded %s (%s, FIM %s) in %.0f ms, GPU offload %s, %d threads, "
@@ -736,6 +755,8 @@ class LlamaCppBackend:
                     stats.token_offsets.append(decoded)
                 generated.append(token)
                 stats.generated_tokens = len(generated)
+                # Live: a consumer that stops reading records the stats at once.
+                stats.generation_ms = (time.perf_counter() - first_token_at) * 1000
                 text = llm.detokenize(generated).decode("utf-8", errors="replace")
                 # A character split between tokens belongs to the next one (its
                 # first bytes decode to one replacement character for now).

@@ -12,18 +12,23 @@ DID_FOCUS = "tandem/didFocus"
 """Notification: the editor shows a document (and where its cursor rests)."""
 
 
-def focus_params(params: Any) -> tuple[str, int | None] | None:
-    """(uri, cursor line or None) of ``tandem/didFocus`` params; None if malformed.
+def focus_params(params: Any) -> tuple[str, int | None, int] | None:
+    """(uri, cursor line or None, character) of ``tandem/didFocus`` params.
 
-    pygls hands a custom notification's params over as plain objects with the
-    wire's camelCase names.
+    None if malformed. pygls hands a custom notification's params over as plain
+    objects with the wire's camelCase names; the character is in UTF-16 code
+    units, as LSP positions are (0 where missing).
     """
     document = getattr(params, "textDocument", None)
     uri = getattr(document, "uri", None)
     if not isinstance(uri, str):
         return None
-    line = getattr(getattr(params, "position", None), "line", None)
-    return uri, line if isinstance(line, int) and line >= 0 else None
+    position = getattr(params, "position", None)
+    line = getattr(position, "line", None)
+    character = getattr(position, "character", None)
+    if not isinstance(line, int) or line < 0:
+        return uri, None, 0
+    return uri, line, character if isinstance(character, int) and character > 0 else 0
 
 
 def register(server: TandemServer) -> None:

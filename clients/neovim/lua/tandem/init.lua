@@ -219,10 +219,10 @@ local function focus(c, buf)
   if not vim.api.nvim_buf_is_valid(buf) or vim.api.nvim_get_current_buf() ~= buf then
     return
   end
-  local row = vim.api.nvim_win_get_cursor(0)[1]
+  local params = vim.lsp.util.make_position_params(0, c.offset_encoding)
   c:notify("tandem/didFocus", {
     textDocument = { uri = vim.uri_from_bufnr(buf) },
-    position = { line = row - 1, character = 0 },
+    position = params.position,
   })
 end
 
