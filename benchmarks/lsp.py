@@ -193,7 +193,8 @@ async def editor(
         client.feature(method)(lambda params: None)
 
     env = {**os.environ, "TANDEM_MODEL": model}
-    await client.start_io(sys.executable, "-m", "tandem", env=env)
+    extra = os.environ.get("TANDEM_BENCH_SERVER_ARGS", "").split()
+    await client.start_io(sys.executable, "-m", "tandem", *extra, env=env)
     caps = types.ClientCapabilities(
         workspace=types.WorkspaceClientCapabilities(configuration=True),
         text_document=types.TextDocumentClientCapabilities(

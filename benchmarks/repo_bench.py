@@ -325,9 +325,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         ctx = row.get("contextTokens", "-")
                         new = row.get("newPromptTokens", "-")
                         gen = row.get("generatedTokens", "-")
-                        split = f"{row.get('promptMs', '-')}/{row.get('generationMs', '-')}"
+                        split = f"{row.get('promptMs')}/{row.get('generationMs')}"
                         print(f"  {a:8} {row['ms']:7.0f} ms ctx {ctx} new {new} "
-                              f"gen {gen} ms p/g {split}: {row['text'][:40]!r}")  # fmt: skip
+                              f"gen {gen} p/g ms {split}: "
+                              f"{row['text'][:40]!r}")  # fmt: skip
     return summarise(results, len(cases))
 
 

@@ -257,6 +257,8 @@ class CompletionEngine:
         self._suggestion_id = 0
         self._latest: dict[str, asyncio.Task[Any]] = {}
         self._flights: dict[str, Flight] = {}
+        self._warming: tuple[str, str] | None = None
+        """(uri, text before the cursor) of the warm-up the model runs now."""
         self.orphan_grace_s = latency.BURST_GAP_MS / 1000
         """How long a generation whose request was cancelled waits to be followed."""
 
@@ -307,6 +309,12 @@ class CompletionEngine:
                 if flight.task is not None:
                     flight.task.cancel()
             await asyncio.sleep(wait_ms / 1000)  # a newer keystroke cancels it here
+            warming = self._warming
+            if warming and warming[0] == doc.uri and before.startswith(warming[1]):
+                # This prompt continues the warm-up's: its chunk is not wasted.
+                keep = getattr(self.backend, "keep_chunk", None)
+                if keep is not None:
+                    keep()
             async with self.scheduler.request():
                 flight = self._launch(doc, offset, settings, context, "model")
                 result = await self._await(flight)
@@ -541,7 +549,11 @@ class CompletionEngine:
             req = self._request(
                 doc, window.prefix, window.suffix, settings, prompt.found
             )
-            evaluated = int(await warm(req))
+            self._warming = (doc.uri, doc.text[:offset])
+            try:
+                evaluated = int(await warm(req))
+            finally:
+                self._warming = None
             self.stats.warmups += 1
             self.stats.warm_tokens += evaluated
             return evaluated
@@ -891,7 +903,7 @@ class CompletionEngine:
                     if (
                         limit is not None
                         and max(stats.generated_tokens, len(chunks)) >= limit
-                        and (cut := whole_lines(partial)) is not None
+                        and (cut := whole_lines(partial, doc.language_id)) is not None
                     ):
                         self.stats.more_lines_stops += 1
                         break  # the lines so far; the next come after accepting

@@ -269,10 +269,14 @@ def finished(
     )
 
 
-def whole_lines(partial: str) -> str | None:
-    """``partial`` up to its last line end, if that holds a line with code."""
+def whole_lines(partial: str, language: str = "") -> str | None:
+    """``partial`` up to its last line end, if that holds a line with code.
+
+    None while a bracket it opened is still open there (a call or literal
+    written over several lines is not cut in the middle).
+    """
     head, sep, _ = partial.rpartition("\n")
-    if not sep or not head.strip():
+    if not sep or not head.strip() or scan(head, language).stack:
         return None
     return head
 

@@ -148,6 +148,25 @@ async def test_warm_is_cancelled_at_a_chunk_boundary() -> None:
         assert counters.warm_runs == 0
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "aborted"])
+async def test_a_warm_up_its_request_continues_finishes_its_chunk(keep: bool) -> None:
+    async with backend(prompt_chunk=256, abort_callback=True) as b:
+        counters = b.counters
+        task = asyncio.create_task(b.warm(long_request()))
+        await until(lambda: counters.prompt_chunks >= 1)  # inside the first chunk
+        if keep:
+            b.keep_chunk()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await b.drained()
+        kv = b._kv
+        assert kv is not None
+        assert counters.prompt_aborts == (0 if keep else 1)
+        assert len(kv.tokens) == (256 if keep else 0)
+        assert counters.prompt_chunk_stops == (1 if keep else 0)
+
+
 def document(name: str, n: int) -> GenerateRequest:
     """A file of its own: context, path and text differ from the first token."""
     body = "".join(

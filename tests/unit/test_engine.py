@@ -286,6 +286,39 @@ async def test_a_request_preempts_a_warm_up() -> None:
     assert engine.scheduler.stats.preempted == {"warm": 1}
 
 
+@pytest.mark.parametrize(
+    ("request_text", "kept"),
+    [
+        (TEXT, True),  # asked where the warm-up was: its prompt continues it
+        (TEXT[:OFFSET] + "ret" + TEXT[OFFSET:], True),  # typed on from there
+        ("x = 1\n" + TEXT, False),  # an edit above: another prompt
+    ],
+)
+async def test_a_request_lets_the_chunk_of_its_own_warm_up_finish(
+    request_text: str, kept: bool
+) -> None:
+    backend = FakeBackend()
+    started = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow_warm(req: object) -> int:
+        started.set()
+        await asyncio.sleep(3600)
+        return 1
+
+    backend.warm = slow_warm
+    backend.keep_chunk = lambda: calls.append("keep")  # type: ignore[attr-defined]
+    backend.enqueue(["return s == s[::-1]\n"])
+    engine = CompletionEngine(backend)
+    warming = asyncio.ensure_future(engine.warm(DOC, OFFSET, FAST, None))
+    await started.wait()
+    doc = Document(DOC.uri, request_text, "python", "p.py")
+    offset = OFFSET + len(request_text) - len(TEXT)
+    assert await engine.complete(doc, offset, FAST) is not None
+    assert await warming is None
+    assert calls == (["keep"] if kept else [])
+
+
 async def test_no_warm_up_without_backend_support() -> None:
     engine = CompletionEngine(FakeBackend())
     assert await engine.warm(DOC, OFFSET, FAST, None) is None

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tandem.postprocess import finished, fix_indent, postprocess, scan
+from tandem.postprocess import (
+    finished,
+    fix_indent,
+    postprocess,
+    scan,
+    whole_lines,
+)
 
 FUNC = "def is_palindrome(s: str) -> bool:\n    "
 AFTER_FUNC = "\n\nprint(is_palindrome('abba'))\n"
@@ -191,3 +197,13 @@ def test_a_markdown_fence_ends_the_completion() -> None:
     partial = "return w * h\n```\n\nThis function"
     assert finished(partial, prefix, "\n", "python")
     assert postprocess(partial, prefix, "\n", "python") == "return w * h"
+
+
+def test_whole_lines_never_ends_inside_an_open_bracket() -> None:
+    assert whole_lines("x = 1\n    y = f(") == "x = 1"
+    assert whole_lines("f(\n        a,\n", "python") is None
+    assert (
+        whole_lines("f(\n        a,\n    )\n    z", "python") == "f(\n        a,\n    )"
+    )
+    assert whole_lines("\n    ") is None  # no line with code yet
+    assert whole_lines("x = '('\n", "python") == "x = '('"  # in a string

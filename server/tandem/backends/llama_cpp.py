@@ -278,6 +278,8 @@ class LlamaCppBackend:
         )
         self._load_future: asyncio.Future[ModelInfo] | None = None
         self._abort_flag: threading.Event | None = None
+        self._keep_chunk = False
+        """Set by ``keep_chunk``: the warm-up being cancelled finishes its chunk."""
         self._abort_cb: Any = None  # keeps the ctypes callback alive
         self._calibration_stop = threading.Event()
         self._calibrating: asyncio.Future[None] | None = None
@@ -642,24 +644,43 @@ class LlamaCppBackend:
         # Not a reason to cut the speed calibration short (a request is): the
         # warm-up waits for it on the worker thread.
         loop = asyncio.get_running_loop()
-        stop = threading.Event()
-        done = loop.run_in_executor(self._executor, self._warm, req, stop)
+        stop, abort = threading.Event(), threading.Event()
+        self._keep_chunk = False
+        done = loop.run_in_executor(self._executor, self._warm, req, stop, abort)
         done.add_done_callback(_consume_exception)
         try:
             evaluated = await asyncio.shield(done)
         except asyncio.CancelledError:
             stop.set()
+            if not self._keep_chunk:
+                abort.set()
             raise
+        finally:
+            self._keep_chunk = False
         if evaluated is None:  # stopped, though not by us: the backend closed
             raise BackendUnavailable("the local backend was shut down")
         return evaluated
 
-    def _warm(self, req: GenerateRequest, stop: threading.Event) -> int | None:
-        """Worker: evaluate the prompt up to the suffix marker; None if stopped."""
+    def keep_chunk(self) -> None:
+        """A request continues the running warm-up: let its chunk finish.
+
+        A request that preempts a warm-up of its own prompt would evaluate the
+        chunk under way again; so that chunk is finished (and kept) rather than
+        aborted. Applies to the warm-up running now, if any.
+        """
+        self._keep_chunk = True
+
+    def _warm(
+        self, req: GenerateRequest, stop: threading.Event, abort: threading.Event
+    ) -> int | None:
+        """Worker: evaluate the prompt up to the suffix marker; None if stopped.
+
+        ``stop`` ends it at the next chunk boundary, ``abort`` inside a chunk.
+        """
         kv = self._kv
         if stop.is_set() or self._closed or kv is None:
             return None
-        self._abort_flag = stop
+        self._abort_flag = abort
         try:
             tokens = self.prompt_tokens(req)
             upto = len(tokens)
@@ -672,7 +693,7 @@ class LlamaCppBackend:
             self.counters.prompt_chunk_stops += 1
             return None
         except RuntimeError as e:
-            if stop.is_set():  # llama_decode aborted by our callback
+            if abort.is_set():  # llama_decode aborted by our callback
                 self.counters.prompt_aborts += 1
                 return None
             raise BackendError(f"llama.cpp failed: {e}") from e
