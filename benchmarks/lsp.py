@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shlex
 import statistics
 import sys
 from collections.abc import AsyncIterator
@@ -193,7 +194,7 @@ async def editor(
         client.feature(method)(lambda params: None)
 
     env = {**os.environ, "TANDEM_MODEL": model}
-    extra = os.environ.get("TANDEM_BENCH_SERVER_ARGS", "").split()
+    extra = shlex.split(os.environ.get("TANDEM_BENCH_SERVER_ARGS", ""))
     await client.start_io(sys.executable, "-m", "tandem", *extra, env=env)
     caps = types.ClientCapabilities(
         workspace=types.WorkspaceClientCapabilities(configuration=True),

@@ -128,6 +128,9 @@ async def run(
         adaptive_debounce=False,
         cache=False,
         prefetch=False,
+        # A hole is scored whole: no stop at a line end after moreLinesMs (a
+        # latency choice that depends on the machine's speed, not the model).
+        more_lines_ms=0,
     )
     arms = ("default", "early stop only") if postprocess else ("neither",)
     results = {arm: {"single": [], "multi": []} for arm in arms}

@@ -16,7 +16,7 @@ call) on the same model:
 
 - ``off``: tandem with ``context.enabled`` false;
 - ``defaults``: tandem with default settings, the request right after opening;
-- ``warm``: default settings, the editor reports the cursor line
+- ``warm``: default settings, the editor reports the cursor position
   (``tandem/didFocus``) and the user pauses ``--pause`` seconds before asking;
 - ``raw``: ``llama_cpp.Llama`` called directly with a FIM prompt of the current
   file only (1,500 characters before the cursor, 400 after) and the first line
@@ -213,7 +213,7 @@ async def tandem_arm(
         ed.client.protocol.notify(
             "tandem/didFocus",
             {"textDocument": {"uri": uri}, "position": {"line": case.line,
-             "character": case.column}},
+             "character": _utf16(case)}},
         )  # fmt: skip
         await asyncio.sleep(pause)
     at = types.Position(line=case.line, character=_utf16(case))
@@ -322,10 +322,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(case.kind, case.path.name, repr(case.expected[:40]))
                     for a in results:
                         row = results[a][-1]
-                        ctx = row.get("contextTokens", "-")
-                        new = row.get("newPromptTokens", "-")
-                        gen = row.get("generatedTokens", "-")
-                        split = f"{row.get('promptMs')}/{row.get('generationMs')}"
+                        shown = {k: "-" if row.get(k) is None else row[k]
+                                 for k in ("contextTokens", "newPromptTokens",
+                                           "generatedTokens", "promptMs",
+                                           "generationMs")}  # fmt: skip
+                        ctx, new = shown["contextTokens"], shown["newPromptTokens"]
+                        gen = shown["generatedTokens"]
+                        split = f"{shown['promptMs']}/{shown['generationMs']}"
                         print(f"  {a:8} {row['ms']:7.0f} ms ctx {ctx} new {new} "
                               f"gen {gen} p/g ms {split}: "
                               f"{row['text'][:40]!r}")  # fmt: skip

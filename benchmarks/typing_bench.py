@@ -5,7 +5,8 @@ its file and typed back at a human rhythm (seeded, so every run types alike).
 Each keystroke sends the change, cancels the pending inline completion request
 and asks again, as VS Code does. A completion counts as shown when its answer
 comes before the next keystroke; when it matches what comes next, the simulated
-user accepts it (Tab) and goes on from its end.
+user accepts it (Tab) and goes on from its end; when only its first line does,
+the user accepts that line (VS Code's Accept Line, llama.vim's Shift+Tab).
 
 Runs the same replay with the latency features on (the defaults) and off (a
 fixed 50 ms debounce, no cache, no in-flight reuse, no prefetch, fixed context
@@ -116,15 +117,33 @@ class Replay:
         self.keystrokes = 0
         self.accepted = 0
         self.accepted_chars = 0
+        self.accepted_lines = 0
+        """Accepted by their first line only."""
         self.requests = 0
         self.shown: list[float] = []
         """Latency (ms) of each completion answered before the next keystroke."""
+
+    def acceptable(self, shown: str, i: int) -> str:
+        """What the user accepts of ``shown`` at ``target[i:]`` ("" if nothing).
+
+        All of it when it is exactly what comes next (Tab); else its first line
+        when that line is (VS Code's Accept Line, llama.vim's Shift+Tab).
+        """
+        rest = self.target[i:]
+        if len(shown.strip()) >= 3 and rest.startswith(shown):
+            return shown
+        first = shown.split("\n", 1)[0]
+        if "\n" in shown and len(first.strip()) >= 3 and rest.startswith(first + "\n"):
+            self.accepted_lines += 1
+            return first
+        return ""
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         return {
             "keystrokes": self.keystrokes,
             "requests": self.requests,
             "accepted": self.accepted,
+            "accepted_first_lines": self.accepted_lines,
             "accepted_chars": self.accepted_chars,
             "accepted_share": round(self.accepted_chars / len(self.target), 3),
             "shown": len(self.shown),
@@ -166,8 +185,7 @@ async def replay_lsp(model: str, settings: dict[str, Any], seed: int) -> dict[st
                     await asyncio.sleep(wait - (time.perf_counter() - asked))
                     continue
                 replay.shown.append((time.perf_counter() - asked) * 1000)
-                rest = target[i:]
-                if len(shown.strip()) >= 3 and rest.startswith(shown):
+                if shown := replay.acceptable(shown, i):
                     await asyncio.sleep(0.25)  # read it, press Tab
                     ed.insert(uri, position(typed), shown)
                     typed += shown
@@ -291,7 +309,7 @@ async def replay_peer(
                     shown = task.result()
                     if shown.strip():
                         replay.shown.append((time.perf_counter() - asked) * 1000)
-                        if len(shown.strip()) >= 3 and target[i:].startswith(shown):
+                        if shown := replay.acceptable(shown, i):
                             await asyncio.sleep(0.25)
                             typed += shown
                             i += len(shown)

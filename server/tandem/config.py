@@ -63,9 +63,11 @@ class LocalSettings:
     prefix_cache_mb: int = attrs.field(default=256, validator=_non_negative)
     """Memory for the KV prefixes of recently used documents, so switching files
     does not re-evaluate them; 0 turns it off."""
-    flash_attention: bool = True
-    """Use llama.cpp's flash attention (prompts evaluate ~10% faster on a 2-core
-    CPU; loaded without it where the build or device refuses it)."""
+    flash_attention: bool | None = None
+    """llama.cpp's flash attention: null (default) uses it when the model runs on
+    the CPU (prompts evaluate ~10% faster on a 2-core CPU) and not with GPU
+    offload (not measured there); true or false decides. Loaded without it if
+    llama.cpp cannot create a context with it."""
 
 
 @attrs.frozen

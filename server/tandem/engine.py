@@ -242,9 +242,9 @@ class CompletionEngine:
         self.window_cap: int | None = None
         """Most tokens of the current file before the cursor, as last sized."""
         self.suffix_cap: int | None = None
+        """Most tokens of the text after the cursor (None: not sized)."""
         self.more_lines_tokens: int | None = None
         """Generated tokens after which a completion stops at a line end."""
-        """Most tokens of the text after the cursor (None: not sized)."""
         self._window_held: dict[str, int] = {}
         self._budget_held: dict[str, int] = {}
         self.debouncer = latency.Debouncer()
@@ -257,8 +257,8 @@ class CompletionEngine:
         self._suggestion_id = 0
         self._latest: dict[str, asyncio.Task[Any]] = {}
         self._flights: dict[str, Flight] = {}
-        self._warming: tuple[str, str] | None = None
-        """(uri, text before the cursor) of the warm-up the model runs now."""
+        self._warming: tuple[str, str, tuple[builder.ContextFile, ...]] | None = None
+        """(uri, text before the cursor, context) of the warm-up running now."""
         self.orphan_grace_s = latency.BURST_GAP_MS / 1000
         """How long a generation whose request was cancelled waits to be followed."""
 
@@ -309,14 +309,22 @@ class CompletionEngine:
                 if flight.task is not None:
                     flight.task.cancel()
             await asyncio.sleep(wait_ms / 1000)  # a newer keystroke cancels it here
+            prompt = self.prompt(doc, offset, settings, context)
             warming = self._warming
-            if warming and warming[0] == doc.uri and before.startswith(warming[1]):
+            if (
+                warming is not None
+                and warming[0] == doc.uri
+                and prompt.found.files == warming[2]
+                and prompt.window.prefix.startswith(warming[1])
+            ):
                 # This prompt continues the warm-up's: its chunk is not wasted.
                 keep = getattr(self.backend, "keep_chunk", None)
                 if keep is not None:
                     keep()
             async with self.scheduler.request():
-                flight = self._launch(doc, offset, settings, context, "model")
+                flight = self._launch(
+                    doc, offset, settings, context, "model", prompt=prompt
+                )
                 result = await self._await(flight)
             result = attrs.evolve(result, debounce_ms=wait_ms)
             return self._record(doc.uri, result, started)
@@ -404,8 +412,9 @@ class CompletionEngine:
         context: ContextSettings | None,
         kind: Literal["model", "prefetch"],
         found: builder.Context | None = None,
+        prompt: Prompt | None = None,
     ) -> Flight:
-        """Start a generation at ``offset``.
+        """Start a generation at ``offset`` (with ``prompt`` if already sized).
 
         One model runs one generation at a time, so flights nobody awaits
         (orphans, prefetches) give way.
@@ -413,7 +422,8 @@ class CompletionEngine:
         for other in list(self._flights.values()):
             if other.running and other.waiters == 0 and other.task is not None:
                 other.task.cancel()
-        prompt = self.prompt(doc, offset, settings, context, found)
+        if prompt is None:
+            prompt = self.prompt(doc, offset, settings, context, found)
         flight = Flight(doc.uri, doc.text[:offset], prompt.seen[:SUFFIX_CHARS], kind)
         flight.task = task = asyncio.ensure_future(
             self._fly(flight, doc, prompt, settings, context)
@@ -549,7 +559,7 @@ class CompletionEngine:
             req = self._request(
                 doc, window.prefix, window.suffix, settings, prompt.found
             )
-            self._warming = (doc.uri, doc.text[:offset])
+            self._warming = (doc.uri, window.prefix, prompt.found.files)
             try:
                 evaluated = int(await warm(req))
             finally:
@@ -902,7 +912,7 @@ class CompletionEngine:
                         break  # aclosing stops the backend now, not at GC
                     if (
                         limit is not None
-                        and max(stats.generated_tokens, len(chunks)) >= limit
+                        and len(chunks) >= limit  # read, not generated: steady
                         and (cut := whole_lines(partial, doc.language_id)) is not None
                     ):
                         self.stats.more_lines_stops += 1
@@ -931,8 +941,20 @@ class CompletionEngine:
         return Completion(text, "model", raw=raw, stats=stats, backend=used)
 
     def more_lines_limit(self, settings: CompletionSettings) -> int | None:
-        """Tokens after which a completion with a whole line stops (None: none)."""
-        if not settings.multiline or not getattr(self.backend, "loaded", False):
+        """Chunks after which a completion with a whole line stops (None: none).
+
+        The in-process model streams a chunk a token. Only where it answers:
+        a remote server's chunks are not tokens, and its speed is not the one
+        measured here.
+        """
+        backend = self.backend
+        if (
+            not settings.multiline
+            or not getattr(backend, "loaded", False)
+            or not getattr(backend, "local_first", True)
+            or getattr(backend, "name", "") not in LOCAL_BACKENDS | {"router"}
+        ):
+            self.more_lines_tokens = None
             return None
         self._seed_speed()
         self.more_lines_tokens = latency.more_lines_tokens(

@@ -33,6 +33,8 @@ class Scan:
     """Openers not yet closed, innermost last."""
     extra_closers: int
     """Closers that had no opener in the scanned text."""
+    open_quote: bool = False
+    """The text ends inside a string or a block comment."""
 
 
 def scan(text: str, language: str = "") -> Scan:
@@ -65,6 +67,10 @@ def scan(text: str, language: str = "") -> Scan:
             nl = text.find("\n", i)
             i = len(text) if nl < 0 else nl
             continue
+        if text.startswith("/*", i) and not hash_comments:
+            quote = "*/"  # a block comment: skipped like a string
+            i += 2
+            continue
         if ch in OPENERS:
             stack.append(ch)
         elif ch in CLOSERS:
@@ -73,7 +79,7 @@ def scan(text: str, language: str = "") -> Scan:
             else:
                 extra += 1
         i += 1
-    return Scan(tuple(stack), extra)
+    return Scan(tuple(stack), extra, quote is not None)
 
 
 def _indent(line: str) -> int:
@@ -272,11 +278,15 @@ def finished(
 def whole_lines(partial: str, language: str = "") -> str | None:
     """``partial`` up to its last line end, if that holds a line with code.
 
-    None while a bracket it opened is still open there (a call or literal
-    written over several lines is not cut in the middle).
+    None where that would cut a statement or a block open: a bracket, string
+    or block comment the completion opened is still open there, or the last
+    line opens a block (ends with ``:``, as a Python header does).
     """
     head, sep, _ = partial.rpartition("\n")
-    if not sep or not head.strip() or scan(head, language).stack:
+    if not sep or not head.strip():
+        return None
+    state = scan(head, language)
+    if state.stack or state.open_quote or head.rstrip().endswith(":"):
         return None
     return head
 

@@ -39,6 +39,22 @@ STATUS_NOTIFICATION = "$/tandem/status"
 SETTINGS_WAIT_S = 10.0
 
 
+def focus_offset(doc: TextDocument, line: int, character: int) -> int:
+    """The offset in ``doc`` of a reported cursor position, clamped to the text.
+
+    ``character`` is in the negotiated position encoding; past its line's end
+    it stands for that end, and a line past the last is the document's end.
+    """
+    lines = doc.lines
+    line = max(0, min(line, len(lines)))
+    offset = sum(len(x) for x in lines[:line])
+    if character > 0 and line < len(lines):
+        end = offset + len(lines[line].rstrip("\r\n"))
+        at = types.Position(line=line, character=character)
+        offset = min(doc.offset_at_position(at), end)
+    return offset
+
+
 class TandemServer(LanguageServer):
     """The tandem-ls language server."""
 
@@ -518,11 +534,12 @@ class TandemServer(LanguageServer):
     ) -> None:
         """Warm a document's prompt prefix in idle time (opened or focused).
 
-        At the cursor the editor reports (``line``, ``character`` in UTF-16 code
-        units): the prompt a completion asked there gets, up to the cursor.
-        Without a cursor line (a plain ``didOpen``), the guess is the end of the
-        document's first window, where editors put the cursor of a newly opened
-        file; any position in a file shorter than ``prefixChars`` shares it.
+        At the cursor the editor reports (``line``, ``character`` in the
+        negotiated position encoding): the prompt a completion asked there gets,
+        up to the cursor. Without a cursor line (a plain ``didOpen``), the guess
+        is the end of the document's first window, where editors put the cursor
+        of a newly opened file; any position in a file shorter than
+        ``prefixChars`` shares it.
         """
         await self.wait_for_backend()
         settings = self.settings
@@ -537,14 +554,7 @@ class TandemServer(LanguageServer):
             offset = min(len(text), settings.completion.prefix_chars)
             offset = text.rfind("\n", 0, offset) + 1 if offset < len(text) else offset
         else:
-            lines = doc.lines
-            line = max(0, min(line, len(lines)))
-            offset = sum(len(x) for x in lines[:line])
-            if character and line < len(lines):
-                # A column past the line's end counts as its end.
-                end = offset + len(lines[line].rstrip("\r\n"))
-                at = types.Position(line=line, character=character)
-                offset = min(doc.offset_at_position(at), end)
+            offset = focus_offset(doc, line, character)
         self.engine.warm_soon(snapshot, offset, settings.completion, settings.context)
 
     def note_edit(self, uri: str, lines: list[int]) -> None:

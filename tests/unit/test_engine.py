@@ -500,3 +500,17 @@ async def test_more_lines_ms_zero_or_one_line_only_sets_no_limit() -> None:
         assert result is not None
         assert result.text.count("\n") == (2 if settings.multiline else 0)
         assert engine.stats.more_lines_stops == 0
+        assert engine.more_lines_tokens is None
+
+
+async def test_no_more_lines_limit_for_a_backend_other_than_the_local_model() -> None:
+    """A remote server's chunks are not tokens, nor is its speed the one measured."""
+    backend = Loaded(100.0, 2.0)
+    backend.local_first = False  # type: ignore[attr-defined]  # a router view
+    backend.enqueue(LINES)
+    engine = CompletionEngine(backend)
+    doc = Document("file:///b.py", BLOCK, "python", "b.py")
+    settings = attrs.evolve(FAST, more_lines_ms=500)
+    result = await engine.complete(doc, BLOCK_OFFSET, settings)
+    assert result is not None and result.text.count("\n") == 2
+    assert engine.more_lines_tokens is None

@@ -207,3 +207,17 @@ def test_whole_lines_never_ends_inside_an_open_bracket() -> None:
     )
     assert whole_lines("\n    ") is None  # no line with code yet
     assert whole_lines("x = '('\n", "python") == "x = '('"  # in a string
+
+
+def test_whole_lines_never_ends_inside_a_string_a_comment_or_before_a_body() -> None:
+    assert whole_lines('"""Return the sum\n    of a and b.\n', "python") is None
+    assert (
+        whole_lines("const s = `a\nb`;\nconst t", "javascript") == "const s = `a\nb`;"
+    )
+    assert whole_lines("const s = `a\n", "javascript") is None
+    assert whole_lines("/**\n * Sum.\n", "typescript") is None
+    assert whole_lines("/** Sum. */\nfunction f", "typescript") == "/** Sum. */"
+    assert whole_lines("if x:\n        y", "python") is None
+    assert (
+        whole_lines("if x:\n        y = 1\n    z", "python") == "if x:\n        y = 1"
+    )

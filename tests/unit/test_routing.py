@@ -493,3 +493,42 @@ async def test_the_deadline_waits_when_no_backend_could_take_over(
     ollama.enqueue(["slow ", "answer"])
     assert await run(router.view("completion").generate(FILL)) == "slow answer"
     assert messages == []
+
+
+async def test_a_request_through_the_router_keeps_its_warm_up_chunk(
+    tmp_path: Path,
+) -> None:
+    """The server's engine talks to the router's view: keep_chunk reaches the
+    in-process model there, and only when the task goes to it first."""
+    from tandem.config import CompletionSettings
+    from tandem.engine import CompletionEngine, Document
+
+    router, *_ = make(tmp_path, completion=("local",))
+    here = FakeBackend(warm=True)
+    started = asyncio.Event()
+    kept: list[str] = []
+
+    async def slow_warm(req: object) -> int:
+        started.set()
+        await asyncio.sleep(3600)
+        return 1
+
+    here.warm = slow_warm
+    here.keep_chunk = lambda: kept.append("keep")  # type: ignore[attr-defined]
+    here.enqueue(["return 1\n"])
+    router.local = here
+    engine = CompletionEngine(router.view("completion"))
+    doc = Document("file:///x.py", "def f():\n    \n", "python", "x.py")
+    settings = CompletionSettings(
+        debounce_ms=0, adaptive_debounce=False, prefetch=False
+    )
+    warming = asyncio.ensure_future(engine.warm(doc, 13, settings, None))
+    await started.wait()
+    assert await engine.complete(doc, 13, settings) is not None
+    assert await warming is None
+    assert kept == ["keep"]
+    # A view whose chain starts elsewhere does not reach it.
+    view = router.view("completion")
+    view.escalation = "asked for the cloud"
+    view.keep_chunk()
+    assert kept == ["keep"]

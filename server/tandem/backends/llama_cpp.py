@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import gc
 import io
 import logging
 import os
@@ -69,8 +70,8 @@ class LlamaCppOptions:
     """KV prefixes of recent documents kept, in MB; 0: none."""
     calibrate: bool = True
     """Measure the speed after loading (in the background, preempted by work)."""
-    flash_attention: bool = True
-    """Ask llama.cpp for flash attention (loaded without it if that fails)."""
+    flash_attention: bool | None = None
+    """llama.cpp's flash attention; None: on the CPU only (see LocalSettings)."""
 
     @classmethod
     def from_settings(cls, local: LocalSettings, model_path: str) -> LlamaCppOptions:
@@ -318,20 +319,33 @@ class LlamaCppBackend:
         with _LOAD_LOCK:
             return self._load_locked()
 
-    def _new_llama(self, path: Path, n_gpu: int, threads: int, flash: bool) -> Llama:
-        """A ``Llama`` for the model at ``path`` with these options."""
+    def _new_llama(
+        self, path: Path, n_gpu: int, threads: int, flash: bool
+    ) -> tuple[Llama | None, str]:
+        """A ``Llama`` for the model at ``path`` with these options.
+
+        (None, why) when flash attention was asked for and llama.cpp could not
+        create a context with it (the caller tries again without); other
+        failures raise.
+        """
         import llama_cpp
 
-        return llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=self.options.n_ctx,
-            n_batch=self.options.n_batch,
-            n_gpu_layers=n_gpu,
-            n_threads=threads,
-            n_threads_batch=threads,
-            flash_attn=flash,
-            verbose=True,
-        )
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.options.n_ctx,
+                n_batch=self.options.n_batch,
+                n_gpu_layers=n_gpu,
+                n_threads=threads,
+                n_threads_batch=threads,
+                flash_attn=flash,
+                verbose=True,
+            )
+        except ValueError as e:
+            if flash and "context" in str(e):
+                return None, str(e)
+            raise
+        return llm, ""
 
     def _load_locked(self) -> ModelInfo:
         if self._closed:
@@ -351,15 +365,16 @@ class LlamaCppBackend:
             # loop writes to stdout meanwhile are lost. Stay verbose and catch
             # its Python-level prints instead (llama.cpp's own log is routed).
             flash = self.options.flash_attention
+            if flash is None:
+                flash = not on_gpu
             with contextlib.redirect_stderr(chatter):
-                try:
-                    llm = self._new_llama(path, n_gpu, threads, flash)
-                except (ValueError, RuntimeError) as e:
-                    if not flash:
-                        raise
-                    logger.info("no flash attention (%s): loading without it", e)
+                llm, refused = self._new_llama(path, n_gpu, threads, flash)
+                if llm is None:
+                    gc.collect()  # the failed attempt's weights, before a second copy
+                    logger.info("no flash attention (%s): loading without it", refused)
                     flash = False
-                    llm = self._new_llama(path, n_gpu, threads, flash)
+                    llm, _ = self._new_llama(path, n_gpu, threads, flash)
+                    assert llm is not None
         except (ValueError, RuntimeError, OSError) as e:
             raise BackendConfigError(
                 f"llama.cpp could not load {path} ({e}): the file may be truncated "

@@ -16,8 +16,8 @@ def focus_params(params: Any) -> tuple[str, int | None, int] | None:
     """(uri, cursor line or None, character) of ``tandem/didFocus`` params.
 
     None if malformed. pygls hands a custom notification's params over as plain
-    objects with the wire's camelCase names; the character is in UTF-16 code
-    units, as LSP positions are (0 where missing).
+    objects with the wire's camelCase names; the character is in the negotiated
+    position encoding, as LSP positions are (0 where missing).
     """
     document = getattr(params, "textDocument", None)
     uri = getattr(document, "uri", None)
