@@ -108,17 +108,36 @@ def position(text: str) -> types.Position:
     return types.Position(line=len(lines) - 1, character=len(lines[-1]))
 
 
+def _word_end(text: str, end: int) -> int:
+    """The last word boundary of ``text`` at or before ``end`` (0 if none)."""
+
+    def word(ch: str) -> bool:
+        return ch.isalnum() or ch == "_"
+
+    for p in range(min(end, len(text)), 0, -1):
+        if p == len(text) or not word(text[p - 1]) or not word(text[p]):
+            return p
+    return 0
+
+
 class Replay:
     """The typing, the requests, and what was shown."""
 
-    def __init__(self, target: str, seed: int) -> None:
+    def __init__(self, target: str, seed: int, accept: str = "line") -> None:
         self.target = target
+        self.accept = accept
+        """``whole``: Tab only; ``line``: also Accept Line; ``word``: also
+        Accept Word, as far as the suggestion is what comes next."""
         self.rhythm = Rhythm(seed)
         self.keystrokes = 0
         self.accepted = 0
         self.accepted_chars = 0
         self.accepted_lines = 0
         """Accepted by their first line only."""
+        self.accepted_words = 0
+        """Accepted by their first words only."""
+        self.samples: list[dict[str, Any]] = []
+        """The first shown completions, and what came next."""
         self.requests = 0
         self.shown: list[float] = []
         """Latency (ms) of each completion answered before the next keystroke."""
@@ -126,17 +145,31 @@ class Replay:
     def acceptable(self, shown: str, i: int) -> str:
         """What the user accepts of ``shown`` at ``target[i:]`` ("" if nothing).
 
-        All of it when it is exactly what comes next (Tab); else its first line
-        when that line is (VS Code's Accept Line, llama.vim's Shift+Tab).
+        All of it when it is exactly what comes next (Tab); else (``accept``
+        line or word) its first line when that line is (VS Code's Accept Line,
+        llama.vim's Shift+Tab); else (``accept`` word) its words as far as they
+        are (VS Code's Accept Word, Ctrl+Right), 3 characters at least.
         """
         rest = self.target[i:]
+        if len(self.samples) < 40:
+            self.samples.append({"at": i, "shown": shown[:80], "next": rest[:80]})
         if len(shown.strip()) >= 3 and rest.startswith(shown):
             return shown
+        if self.accept == "whole":
+            return ""
         first = shown.split("\n", 1)[0]
         if "\n" in shown and len(first.strip()) >= 3 and rest.startswith(first + "\n"):
             self.accepted_lines += 1
             return first
-        return ""
+        if self.accept != "word":
+            return ""
+        pairs = enumerate(zip(shown, rest, strict=False))
+        same = next((k for k, (a, b) in pairs if a != b), min(len(shown), len(rest)))
+        cut = _word_end(shown, same)
+        if len(shown[:cut].strip()) < 3:
+            return ""
+        self.accepted_words += 1
+        return shown[:cut]
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         return {
@@ -144,20 +177,25 @@ class Replay:
             "requests": self.requests,
             "accepted": self.accepted,
             "accepted_first_lines": self.accepted_lines,
+            "accepted_first_words": self.accepted_words,
+            "accept": self.accept,
             "accepted_chars": self.accepted_chars,
             "accepted_share": round(self.accepted_chars / len(self.target), 3),
             "shown": len(self.shown),
             "shown_p50_ms": round(median(self.shown), 1),
             "shown_p95_ms": round(percentile(self.shown, 0.95), 1),
             "replay_s": round(elapsed, 1),
+            "shown_samples": self.samples,
         }
 
 
-async def replay_lsp(model: str, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+async def replay_lsp(
+    model: str, settings: dict[str, Any], seed: int, accept: str = "line"
+) -> dict[str, Any]:
     """The replay against tandem-ls with ``settings`` for completions."""
     path, before, target, after = source_function()
     uri = Path(path).as_uri()
-    replay = Replay(target, seed)
+    replay = Replay(target, seed, accept)
     async with editor(model, {"completion": settings}) as ed:
         ed.open(uri, before + after)
         await ed.wait_ready()
@@ -243,7 +281,7 @@ def free_port() -> int:
 
 
 async def replay_peer(
-    model: str, seed: int, debounce_ms: float, max_tokens: int
+    model: str, seed: int, debounce_ms: float, max_tokens: int, accept: str = "line"
 ) -> dict[str, Any]:
     """The replay against ``python -m llama_cpp.server`` with a FIM prompt."""
     _, before, target, after = source_function()
@@ -255,7 +293,7 @@ async def replay_peer(
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}/v1"
-    replay = Replay(target, seed)
+    replay = Replay(target, seed, accept)
     try:
         async with httpx.AsyncClient(timeout=60) as http:
             for _ in range(600):
@@ -334,16 +372,25 @@ async def main() -> None:
     parser.add_argument("--modes", default="on,off,peer")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--accept",
+        choices=("whole", "line", "word"),
+        default="line",
+        help="what the simulated user accepts: whole suggestions only, also "
+        "their first line, also their first words (as far as they are right)",
+    )
     args = parser.parse_args()
     modes = args.modes.split(",")
     results: dict[str, Any] = {"file": source_function()[0], "model": args.model}
     for mode in modes:
         if mode == "on":
-            results["on"] = await replay_lsp(args.model, {}, args.seed)
+            results["on"] = await replay_lsp(args.model, {}, args.seed, args.accept)
         elif mode == "off":
-            results["off"] = await replay_lsp(args.model, OFF, args.seed)
+            results["off"] = await replay_lsp(args.model, OFF, args.seed, args.accept)
         elif mode == "peer":
-            results["peer"] = await replay_peer(args.model, args.seed, 50, 96)
+            results["peer"] = await replay_peer(
+                args.model, args.seed, 50, 96, args.accept
+            )
         if not args.json:
             print(mode, json.dumps(results[mode]), flush=True)
     on, off, peer = (results.get(m) for m in ("on", "off", "peer"))
