@@ -278,10 +278,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         roots[package.name] = package.parent
         members, lines = find_cases(package, rng)
         cases += members[: args.cases] + lines[: args.cases]
+    extra: dict[str, Any] = json.loads(args.settings) if args.settings else {}
     arms = {
-        "off": {"context": {"enabled": False}},
-        "defaults": {},
-        "warm": {},
+        "off": _merged(extra, {"context": {"enabled": False}}),
+        "defaults": extra,
+        "warm": extra,
     }
     arms = {a: s for a, s in arms.items() if a in args.arms}
     results: dict[str, list[dict[str, Any]]] = {a: [] for a in args.arms}
@@ -335,6 +336,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return summarise(results, len(cases))
 
 
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s keys, sections merged one level deep."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
 def summarise(results: dict[str, list[dict[str, Any]]], n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"cases": n}
     for arm, rows in results.items():
@@ -377,6 +389,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--arms", nargs="+", default=list(ARMS), choices=ARMS, help="what to compare"
+    )
+    parser.add_argument(
+        "--settings",
+        help='JSON of "tandem" settings for every tandem arm (e.g. '
+        '\'{"context": {"floorTokens": 256}}\'); "off" keeps the context off',
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
