@@ -266,20 +266,21 @@ async def test_warm_up_evaluates_the_prompt_a_request_there_starts_with() -> Non
     )
 
 
-async def test_a_request_preempts_a_warm_up() -> None:
-    backend = FakeBackend()
-    started = asyncio.Event()
-
-    async def slow_warm(req: object) -> int:
-        started.set()
-        await asyncio.sleep(3600)
-        return 1
-
-    backend.warm = slow_warm
+async def _warming() -> tuple[
+    FakeBackend, CompletionEngine, asyncio.Future[int | None]
+]:
+    """An engine whose model is warming DOC at OFFSET (a long prompt under way)."""
+    backend = FakeBackend(warm=True)
+    backend.warm_hold = asyncio.Event()  # never set
     backend.enqueue(["return s == s[::-1]\n"])
     engine = CompletionEngine(backend)
     warming = asyncio.ensure_future(engine.warm(DOC, OFFSET, FAST, None))
-    await started.wait()
+    await backend.warm_started.wait()
+    return backend, engine, warming
+
+
+async def test_a_request_preempts_a_warm_up() -> None:
+    _, engine, warming = await _warming()
     result = await engine.complete(DOC, OFFSET, FAST)
     assert result is not None and result.text == "return s == s[::-1]"
     assert await warming is None  # gave way to the request
@@ -297,26 +298,12 @@ async def test_a_request_preempts_a_warm_up() -> None:
 async def test_a_request_lets_the_chunk_of_its_own_warm_up_finish(
     request_text: str, kept: bool
 ) -> None:
-    backend = FakeBackend()
-    started = asyncio.Event()
-    calls: list[str] = []
-
-    async def slow_warm(req: object) -> int:
-        started.set()
-        await asyncio.sleep(3600)
-        return 1
-
-    backend.warm = slow_warm
-    backend.keep_chunk = lambda: calls.append("keep")  # type: ignore[attr-defined]
-    backend.enqueue(["return s == s[::-1]\n"])
-    engine = CompletionEngine(backend)
-    warming = asyncio.ensure_future(engine.warm(DOC, OFFSET, FAST, None))
-    await started.wait()
+    backend, engine, warming = await _warming()
     doc = Document(DOC.uri, request_text, "python", "p.py")
     offset = OFFSET + len(request_text) - len(TEXT)
     assert await engine.complete(doc, offset, FAST) is not None
     assert await warming is None
-    assert calls == (["keep"] if kept else [])
+    assert backend.kept_chunks == kept
 
 
 async def test_no_warm_up_without_backend_support() -> None:

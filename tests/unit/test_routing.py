@@ -505,16 +505,7 @@ async def test_a_request_through_the_router_keeps_its_warm_up_chunk(
 
     router, *_ = make(tmp_path, completion=("local",))
     here = FakeBackend(warm=True)
-    started = asyncio.Event()
-    kept: list[str] = []
-
-    async def slow_warm(req: object) -> int:
-        started.set()
-        await asyncio.sleep(3600)
-        return 1
-
-    here.warm = slow_warm
-    here.keep_chunk = lambda: kept.append("keep")  # type: ignore[attr-defined]
+    here.warm_hold = asyncio.Event()  # never set: a long prompt
     here.enqueue(["return 1\n"])
     router.local = here
     engine = CompletionEngine(router.view("completion"))
@@ -523,12 +514,12 @@ async def test_a_request_through_the_router_keeps_its_warm_up_chunk(
         debounce_ms=0, adaptive_debounce=False, prefetch=False
     )
     warming = asyncio.ensure_future(engine.warm(doc, 13, settings, None))
-    await started.wait()
+    await here.warm_started.wait()
     assert await engine.complete(doc, 13, settings) is not None
     assert await warming is None
-    assert kept == ["keep"]
+    assert here.kept_chunks == 1
     # A view whose chain starts elsewhere does not reach it.
     view = router.view("completion")
     view.escalation = "asked for the cloud"
     view.keep_chunk()
-    assert kept == ["keep"]
+    assert here.kept_chunks == 1

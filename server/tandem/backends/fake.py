@@ -54,6 +54,12 @@ class FakeBackend:
         """Requests given to ``warm`` (100 at most)."""
         self.warm: Callable[[GenerateRequest], Awaitable[int]] | None = None
         """Like the llama.cpp backend's ``warm``, when made with ``warm=True``."""
+        self.warm_started = asyncio.Event()
+        """Set when a warm-up starts."""
+        self.warm_hold: asyncio.Event | None = None
+        """When not None, a warm-up waits until it is set (tests preempt it)."""
+        self.kept_chunks = 0
+        """Calls of ``keep_chunk``."""
         if warm:
             self.warm = self._warm
         if path := os.environ.get(SCRIPT_ENV):
@@ -116,13 +122,23 @@ class FakeBackend:
             raise
 
     async def _warm(self, req: GenerateRequest) -> int:
-        """Record ``req`` as warmed; its prompt's words stand for the tokens."""
+        """Record ``req`` as warmed; its prompt's words stand for the tokens.
+
+        With ``warm_hold`` set, it then waits on it (a long prompt under way).
+        """
         if self.closed:
             raise BackendError("fake backend is closed")
         self.warmed.append(req)
         del self.warmed[:-100]
+        self.warm_started.set()
+        if self.warm_hold is not None:
+            await self.warm_hold.wait()
         await asyncio.sleep(0)
         return len(req.prompt.split())
+
+    def keep_chunk(self) -> None:
+        """Count the requests that would let a warm-up's chunk finish."""
+        self.kept_chunks += 1
 
     async def aclose(self) -> None:
         """Nothing to free."""
