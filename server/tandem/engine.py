@@ -258,7 +258,7 @@ class CompletionEngine:
         self._latest: dict[str, asyncio.Task[Any]] = {}
         self._flights: dict[str, Flight] = {}
         self._warming: tuple[str, str, tuple[builder.ContextFile, ...]] | None = None
-        """(uri, text before the cursor, context) of the warm-up running now."""
+        """(uri, window before the cursor, context) of the warm-up running now."""
         self.orphan_grace_s = latency.BURST_GAP_MS / 1000
         """How long a generation whose request was cancelled waits to be followed."""
 
@@ -943,16 +943,15 @@ class CompletionEngine:
     def more_lines_limit(self, settings: CompletionSettings) -> int | None:
         """Chunks after which a completion with a whole line stops (None: none).
 
-        The in-process model streams a chunk a token. Only where it answers:
-        a remote server's chunks are not tokens, and its speed is not the one
-        measured here.
+        The in-process model streams a chunk a token. Only where it answers
+        (``loaded``: it is; ``local_first``: a router view goes to it first): a
+        remote server's chunks are not tokens, nor is its speed the one measured.
         """
         backend = self.backend
         if (
             not settings.multiline
             or not getattr(backend, "loaded", False)
             or not getattr(backend, "local_first", True)
-            or getattr(backend, "name", "") not in LOCAL_BACKENDS | {"router"}
         ):
             self.more_lines_tokens = None
             return None
