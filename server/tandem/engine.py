@@ -257,8 +257,8 @@ class CompletionEngine:
         self._suggestion_id = 0
         self._latest: dict[str, asyncio.Task[Any]] = {}
         self._flights: dict[str, Flight] = {}
-        self._warming: tuple[str, str, tuple[builder.ContextFile, ...]] | None = None
-        """(uri, window before the cursor, context) of the warm-up running now."""
+        self._warming: tuple[str, Window, tuple[builder.ContextFile, ...]] | None = None
+        """(uri, text around the cursor, context) of the warm-up running now."""
         self.orphan_grace_s = latency.BURST_GAP_MS / 1000
         """How long a generation whose request was cancelled waits to be followed."""
 
@@ -315,12 +315,13 @@ class CompletionEngine:
                 warming is not None
                 and warming[0] == doc.uri
                 and prompt.found.files == warming[2]
-                and prompt.window.prefix.startswith(warming[1])
+                and prompt.window.prefix.startswith(warming[1].prefix)
             ):
-                # This prompt continues the warm-up's: its chunk is not wasted.
+                # This prompt continues the warm-up's: its chunk is not wasted
+                # (nor one of its tail, where the prompts are the same).
                 keep = getattr(self.backend, "keep_chunk", None)
                 if keep is not None:
-                    keep()
+                    keep(whole=prompt.window == warming[1])
             async with self.scheduler.request():
                 flight = self._launch(
                     doc, offset, settings, context, "model", prompt=prompt
@@ -559,7 +560,7 @@ class CompletionEngine:
             req = self._request(
                 doc, window.prefix, window.suffix, settings, prompt.found
             )
-            self._warming = (doc.uri, window.prefix, prompt.found.files)
+            self._warming = (doc.uri, window, prompt.found.files)
             try:
                 evaluated = int(await warm(req))
             finally:

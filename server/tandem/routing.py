@@ -420,14 +420,14 @@ class RoutedBackend:
         if self.local_first and calibrated is not None:
             await calibrated()
 
-    def keep_chunk(self) -> None:
+    def keep_chunk(self, whole: bool = False) -> None:
         """Let the in-process model's running warm-up finish its prompt chunk.
 
         The next request continues it (see ``LlamaCppBackend.keep_chunk``).
         """
         keep = getattr(self.router.local, "keep_chunk", None)
         if self.local_first and keep is not None:
-            keep()
+            keep(whole=whole)
 
     async def warm(self, req: GenerateRequest) -> int:
         """Put ``req``'s prompt into the in-process model's KV cache; tokens evaluated.

@@ -119,14 +119,18 @@ async def test_abort_callback_stops_inside_a_chunk() -> None:
         assert kv is not None and len(kv.tokens) == 0  # the first chunk never ended
 
 
-async def test_warm_evaluates_the_prefix_the_completion_then_reuses() -> None:
+async def test_warm_evaluates_the_prompt_the_completion_then_reuses() -> None:
     async with backend() as b:
         req = long_request(8)
         tokens = b.prompt_tokens(req)
         suffix_at = tokens.index(b._fim_ids["<|fim_suffix|>"])
-        assert await b.warm(req) == suffix_at
+        assert await b.warm(req) == len(tokens)
         assert await b.warm(req) == 0  # cached already
         assert b.counters.warm_runs == 2
+        # A request right there evaluates one token again (for its logits).
+        stats = GenerationStats()
+        await drain(b.generate(req, stats))
+        assert stats.cached_tokens == len(tokens) - 1
         # The user typed on: the same file, a few more characters at the cursor.
         typed = attrs.evolve(req, prompt=req.prompt + "ret")
         stats = GenerationStats()
@@ -175,6 +179,29 @@ async def test_a_warm_up_its_request_continues_finishes_its_chunk(keep: bool) ->
         stats = GenerationStats()
         await drain(b.generate(attrs.evolve(req, max_tokens=1), stats))
         assert stats.cached_tokens == warmed
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["its-prompt", "typed-since"])
+async def test_a_chunk_of_the_warm_ups_tail_is_kept_for_its_very_prompt_only(
+    whole: bool,
+) -> None:
+    async with backend(prompt_chunk=32, abort_callback=True) as b:
+        counters = b.counters
+        after = long_request(20).prompt  # ~600 tokens after the cursor
+        req = GenerateRequest(
+            prompt="def main():\n    ", suffix="\n" + after, max_tokens=1, path="t.py"
+        )
+        task = asyncio.create_task(b.warm(req))
+        await until(lambda: b._warm_tail and counters.prompt_chunks >= 3)
+        b.keep_chunk(whole=whole)  # whole: the request is at the warm-up's cursor
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await b.drained()
+        if whole:  # the chunk under way ended and was kept
+            assert (counters.prompt_aborts, counters.prompt_chunk_stops) == (0, 1)
+        else:  # text after another cursor: of no use to the request
+            assert (counters.prompt_aborts, counters.prompt_chunk_stops) == (1, 0)
 
 
 def document(name: str, n: int) -> GenerateRequest:

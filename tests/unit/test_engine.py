@@ -288,15 +288,15 @@ async def test_a_request_preempts_a_warm_up() -> None:
 
 
 @pytest.mark.parametrize(
-    ("request_text", "kept"),
+    ("request_text", "kept", "whole"),
     [
-        (TEXT, True),  # asked where the warm-up was: its prompt continues it
-        (TEXT[:OFFSET] + "ret" + TEXT[OFFSET:], True),  # typed on from there
-        ("x = 1\n" + TEXT, False),  # an edit above: another prompt
+        (TEXT, True, True),  # asked where the warm-up was: its very prompt
+        (TEXT[:OFFSET] + "ret" + TEXT[OFFSET:], True, False),  # typed on from there
+        ("x = 1\n" + TEXT, False, False),  # an edit above: another prompt
     ],
 )
 async def test_a_request_lets_the_chunk_of_its_own_warm_up_finish(
-    request_text: str, kept: bool
+    request_text: str, kept: bool, whole: bool
 ) -> None:
     backend, engine, warming = await _warming()
     doc = Document(DOC.uri, request_text, "python", "p.py")
@@ -304,6 +304,7 @@ async def test_a_request_lets_the_chunk_of_its_own_warm_up_finish(
     assert await engine.complete(doc, offset, FAST) is not None
     assert await warming is None
     assert backend.kept_chunks == kept
+    assert backend.kept_whole == whole
 
 
 async def test_no_warm_up_without_backend_support() -> None:

@@ -60,6 +60,8 @@ class FakeBackend:
         """When not None, a warm-up waits until it is set (tests preempt it)."""
         self.kept_chunks = 0
         """Calls of ``keep_chunk``."""
+        self.kept_whole = 0
+        """Of those, with ``whole`` (the request's prompt was all of the warm-up's)."""
         if warm:
             self.warm = self._warm
         if path := os.environ.get(SCRIPT_ENV):
@@ -136,9 +138,10 @@ class FakeBackend:
         await asyncio.sleep(0)
         return len(req.prompt.split())
 
-    def keep_chunk(self) -> None:
+    def keep_chunk(self, whole: bool = False) -> None:
         """Count the requests that would let a warm-up's chunk finish."""
         self.kept_chunks += 1
+        self.kept_whole += whole
 
     async def aclose(self) -> None:
         """Nothing to free."""

@@ -281,6 +281,10 @@ class LlamaCppBackend:
         self._abort_flag: threading.Event | None = None
         self._keep_chunk = False
         """Set by ``keep_chunk``: the warm-up being cancelled finishes its chunk."""
+        self._keep_tail = False
+        """Set by ``keep_chunk(whole=True)``: even a chunk of the warm-up's tail."""
+        self._warm_tail = False
+        """The running warm-up evaluates its tail (the text after the cursor)."""
         self._abort_cb: Any = None  # keeps the ctypes callback alive
         self._calibration_stop = threading.Event()
         self._calibrating: asyncio.Future[None] | None = None
@@ -645,10 +649,13 @@ class LlamaCppBackend:
         )
 
     async def warm(self, req: GenerateRequest) -> int:
-        """Evaluate the stable part of ``req``'s prompt into the KV cache.
+        """Evaluate ``req``'s prompt into the KV cache, with no sampling.
 
-        The tokens of ``prompt_tokens(req)`` before the FIM suffix marker (all of
-        them for prefix-only prompts), no sampling, on the worker thread after
+        All of ``prompt_tokens(req)``, in order: its start (the context and the
+        text before the cursor) serves the requests made while typing from
+        there; the rest (the text after the cursor and the FIM markers around
+        it, which each keystroke changes the place of) serves a request made at
+        this very cursor before any keystroke. On the worker thread after
         any job before it. Returns how many tokens were newly evaluated (0: all
         cached already). Cancelling the calling task stops it at the next chunk
         (or inside one, where the abort callback is on) and raises
@@ -660,35 +667,39 @@ class LlamaCppBackend:
         # warm-up waits for it on the worker thread.
         loop = asyncio.get_running_loop()
         stop, abort = threading.Event(), threading.Event()
-        self._keep_chunk = False
+        self._keep_chunk = self._keep_tail = self._warm_tail = False
         done = loop.run_in_executor(self._executor, self._warm, req, stop, abort)
         done.add_done_callback(_consume_exception)
         try:
             evaluated = await asyncio.shield(done)
         except asyncio.CancelledError:
             stop.set()
-            if not self._keep_chunk:
+            if not self._keep_chunk or (self._warm_tail and not self._keep_tail):
                 abort.set()
             raise
         finally:
-            self._keep_chunk = False
+            self._keep_chunk = self._keep_tail = False
         if evaluated is None:  # stopped, though not by us: the backend closed
             raise BackendUnavailable("the local backend was shut down")
         return evaluated
 
-    def keep_chunk(self) -> None:
+    def keep_chunk(self, whole: bool = False) -> None:
         """A request continues the running warm-up: let its chunk finish.
 
         A request that preempts a warm-up of its own prompt would evaluate the
         chunk under way again; so that chunk is finished (and kept) rather than
+        aborted. ``whole``: the request's prompt is all of the warm-up's (the
+        same text after the cursor too); otherwise a chunk of the warm-up's tail
+        (the text after the cursor, which the request does not share) is
         aborted. Applies to the warm-up running now, if any.
         """
         self._keep_chunk = True
+        self._keep_tail = whole
 
     def _warm(
         self, req: GenerateRequest, stop: threading.Event, abort: threading.Event
     ) -> int | None:
-        """Worker: evaluate the prompt up to the suffix marker; None if stopped.
+        """Worker: evaluate the prompt; None if stopped.
 
         ``stop`` ends it at the next chunk boundary, ``abort`` inside a chunk.
         """
@@ -698,12 +709,19 @@ class LlamaCppBackend:
         self._abort_flag = abort
         try:
             tokens = self.prompt_tokens(req)
-            upto = len(tokens)
+            kv.switch_to(tokens)
+            # The start (up to the FIM suffix marker) first: what typing at the
+            # cursor keeps; then the tail, which serves a request right there.
+            head = len(tokens)
             if self._fim is not None and req.suffix is not None:
                 marker = self._fim_ids[self._fim.suffix]
-                upto = tokens.index(marker) if marker in tokens else upto
-            kv.switch_to(tokens[:upto])
-            evaluated = kv.evaluate(tokens, upto, stop)
+                if self._fim.order == "psm" and marker in tokens:
+                    head = tokens.index(marker)
+            evaluated = 0
+            if llama_kv.common_prefix(kv.tokens, tokens) < head:
+                evaluated = kv.evaluate(tokens, head, stop)
+            self._warm_tail = True
+            evaluated += kv.evaluate(tokens, len(tokens), stop)
         except llama_kv.Stopped:
             self.counters.prompt_chunk_stops += 1
             return None
