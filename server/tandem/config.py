@@ -118,9 +118,10 @@ class CompletionSettings:
     about this long at the speed measured on this machine (0: always use
     context.budgetTokens)."""
     warm_up: bool = True
-    """Evaluate a document's prompt prefix (context and the text before the
-    cursor) in idle time when it is opened or focused, so its first completion
-    does not start cold. In-process model only; any request comes first."""
+    """Evaluate a document's prompt (context, the text before the cursor, and
+    where the editor reported the cursor the text after it) in idle time when it
+    is opened or focused, so its first completion does not start cold.
+    In-process model only; any request comes first."""
 
 
 @attrs.frozen

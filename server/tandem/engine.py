@@ -526,10 +526,11 @@ class CompletionEngine:
         offset: int,
         settings: CompletionSettings,
         context: ContextSettings | None,
+        at_cursor: bool = True,
     ) -> None:
-        """Warm ``doc``'s prompt prefix for a cursor at ``offset`` in idle time."""
+        """Warm ``doc``'s prompt for a cursor at ``offset`` in idle time."""
         if settings.warm_up and getattr(self.backend, "warm", None) is not None:
-            self._in_background(self.warm(doc, offset, settings, context))
+            self._in_background(self.warm(doc, offset, settings, context, at_cursor))
 
     async def warm(
         self,
@@ -537,13 +538,17 @@ class CompletionEngine:
         offset: int,
         settings: CompletionSettings,
         context: ContextSettings | None,
+        at_cursor: bool = True,
     ) -> int | None:
-        """Evaluate the prompt a request at ``offset`` would start with, ahead.
+        """Evaluate the prompt a request at ``offset`` would have, ahead.
 
-        The context and the text before the cursor go into the model's KV cache
-        with no generation, when no request needs the model, so the first
-        completion in a newly opened file does not evaluate them. Returns the
-        tokens evaluated; None when preempted by a request or not supported.
+        The context, the text before the cursor and then the text after it go
+        into the model's KV cache with no generation, when no request needs the
+        model, so the first completion in a newly opened file does not evaluate
+        them (nor, asked right there, the text after the cursor). ``at_cursor``
+        false: ``offset`` is a guess (a file just opened, no cursor reported),
+        so the text after it is left out. Returns the tokens evaluated; None
+        when preempted by a request or not supported.
         """
         warm = getattr(self.backend, "warm", None)
         if warm is None:
@@ -557,6 +562,8 @@ class CompletionEngine:
                 await calibrated()
             prompt = self.prompt(doc, offset, settings, context, record=False)
             window = prompt.window
+            if not at_cursor:
+                window = attrs.evolve(window, suffix="")
             req = self._request(
                 doc, window.prefix, window.suffix, settings, prompt.found
             )
@@ -970,7 +977,7 @@ class CompletionEngine:
         settings: CompletionSettings,
         context: builder.Context | None,
     ) -> GenerateRequest:
-        """The backend request for a completion (and for warming its prefix)."""
+        """The backend request for a completion (and for warming its prompt)."""
         return GenerateRequest(
             prompt=prefix,
             suffix=suffix,

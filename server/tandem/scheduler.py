@@ -3,7 +3,7 @@
 The in-process model does one thing at a time. A user's request always goes first:
 it starts at once and preempts whatever background work is running. Background
 work (prefetching the completion after the one shown, next-edit prediction,
-warming a document's prompt prefix into the KV cache) waits until no request is
+warming a document's prompt into the KV cache) waits until no request is
 in progress and then runs one job at a time, most important first:
 
     request > following a generation in flight > prefetch > next edit > warm-up

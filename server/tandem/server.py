@@ -532,14 +532,14 @@ class TandemServer(LanguageServer):
     async def warm_document(
         self, uri: str, line: int | None = None, character: int = 0
     ) -> None:
-        """Warm a document's prompt prefix in idle time (opened or focused).
+        """Warm a document's prompt in idle time (opened or focused).
 
         At the cursor the editor reports (``line``, ``character`` in the
         negotiated position encoding): the prompt a completion asked there gets,
-        up to the cursor. Without a cursor line (a plain ``didOpen``), the guess
-        is the end of the document's first window, where editors put the cursor
-        of a newly opened file; any position in a file shorter than
-        ``prefixChars`` shares it.
+        the text after the cursor included. Without a cursor line (a plain
+        ``didOpen``), the guess is the end of the document's first window, where
+        editors put the cursor of a newly opened file (any position in a file
+        shorter than ``prefixChars`` shares it), and the prompt up to there.
         """
         await self.wait_for_backend()
         settings = self.settings
@@ -555,7 +555,13 @@ class TandemServer(LanguageServer):
             offset = text.rfind("\n", 0, offset) + 1 if offset < len(text) else offset
         else:
             offset = focus_offset(doc, line, character)
-        self.engine.warm_soon(snapshot, offset, settings.completion, settings.context)
+        self.engine.warm_soon(
+            snapshot,
+            offset,
+            settings.completion,
+            settings.context,
+            at_cursor=line is not None,
+        )
 
     def note_edit(self, uri: str, lines: list[int]) -> None:
         """Remember where a document was just edited (most recent first)."""

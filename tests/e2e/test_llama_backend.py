@@ -202,6 +202,14 @@ async def test_a_chunk_of_the_warm_ups_tail_is_kept_for_its_very_prompt_only(
             assert (counters.prompt_aborts, counters.prompt_chunk_stops) == (0, 1)
         else:  # text after another cursor: of no use to the request
             assert (counters.prompt_aborts, counters.prompt_chunk_stops) == (1, 0)
+        kv = b._kv
+        assert kv is not None
+        head = b.prompt_tokens(req).index(b._fim_ids["<|fim_suffix|>"])
+        kept = len(kv.tokens)  # the head, then whole tail chunks
+        assert kept > head and (kept - head) % 32 == 0
+        stats = GenerationStats()
+        await drain(b.generate(req, stats))
+        assert stats.cached_tokens == kept  # what the warm-up kept serves it
 
 
 def document(name: str, n: int) -> GenerateRequest:

@@ -409,6 +409,18 @@ async def test_a_warm_up_and_the_request_after_it_have_the_same_prompt() -> None
     assert asked.suffix is not None and len(asked.suffix) < 1200
 
 
+async def test_a_warm_up_at_a_guessed_cursor_leaves_out_the_text_after_it() -> None:
+    backend = Loaded(80.0, 30.0)
+    backend.warm = backend._warm
+    engine = CompletionEngine(backend)
+    doc = Document("file:///l.py", LONG, "python", "l.py")
+    await engine.warm(doc, WARM_AT, ROOMY, ContextSettings(), at_cursor=False)
+    await engine.warm(doc, WARM_AT, ROOMY, ContextSettings())
+    guessed, reported = backend.warmed
+    assert guessed.prompt == reported.prompt
+    assert guessed.suffix == "" and reported.suffix
+
+
 class Calibrating(Loaded):
     """A model whose speed is measured after it loads (none known at first)."""
 

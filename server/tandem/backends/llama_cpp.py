@@ -690,8 +690,11 @@ class LlamaCppBackend:
         chunk under way again; so that chunk is finished (and kept) rather than
         aborted. ``whole``: the request's prompt is all of the warm-up's (the
         same text after the cursor too); otherwise a chunk of the warm-up's tail
-        (the text after the cursor, which the request does not share) is
-        aborted. Applies to the warm-up running now, if any.
+        (the text after its cursor and the markers around it) is aborted, even
+        where the request's prompt shares the start of it (the same cursor, the
+        text after it changed further on): the case this is for is a keystroke
+        since the warm-up, whose prompt parts from it at the cursor. Applies to
+        the warm-up running now, if any.
         """
         self._keep_chunk = True
         self._keep_tail = whole
@@ -704,6 +707,7 @@ class LlamaCppBackend:
         ``stop`` ends it at the next chunk boundary, ``abort`` inside a chunk.
         """
         kv = self._kv
+        self._warm_tail = False  # here: a warm-up before this one may have set it
         if stop.is_set() or self._closed or kv is None:
             return None
         self._abort_flag = abort
