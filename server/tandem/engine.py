@@ -546,8 +546,8 @@ class CompletionEngine:
         into the model's KV cache with no generation, when no request needs the
         model, so the first completion in a newly opened file does not evaluate
         them (nor, asked right there, the text after the cursor). ``at_cursor``
-        false: ``offset`` is a guess (a file just opened, no cursor reported),
-        so the text after it is left out. Returns the tokens evaluated; None
+        false: ``offset`` is a guess (no cursor reported), so the text after it
+        is left out (the backend's ``tail``). Returns the tokens evaluated; None
         when preempted by a request or not supported.
         """
         warm = getattr(self.backend, "warm", None)
@@ -562,14 +562,12 @@ class CompletionEngine:
                 await calibrated()
             prompt = self.prompt(doc, offset, settings, context, record=False)
             window = prompt.window
-            if not at_cursor:
-                window = attrs.evolve(window, suffix="")
             req = self._request(
                 doc, window.prefix, window.suffix, settings, prompt.found
             )
             self._warming = (doc.uri, window, prompt.found.files)
             try:
-                evaluated = int(await warm(req))
+                evaluated = int(await warm(req, tail=at_cursor))
             finally:
                 self._warming = None
             self.stats.warmups += 1

@@ -429,8 +429,10 @@ class RoutedBackend:
         if self.local_first and keep is not None:
             keep(whole=whole)
 
-    async def warm(self, req: GenerateRequest) -> int:
+    async def warm(self, req: GenerateRequest, tail: bool = True) -> int:
         """Put ``req``'s prompt into the in-process model's KV cache; tokens evaluated.
+
+        ``tail``: as ``LlamaCppBackend.warm``.
 
         Only when this task goes to the in-process model first and that model is
         loaded and can warm (nothing is generated); otherwise 0, and nothing is
@@ -441,7 +443,7 @@ class RoutedBackend:
         if not self.local_first or warm is None or not getattr(local, "loaded", True):
             return 0
         try:
-            return int(await warm(req))
+            return int(await warm(req, tail=tail))
         except BackendError as e:
             logger.debug("warming the local model failed: %s", e)
             return 0

@@ -537,9 +537,10 @@ class TandemServer(LanguageServer):
         At the cursor the editor reports (``line``, ``character`` in the
         negotiated position encoding): the prompt a completion asked there gets,
         the text after the cursor included. Without a cursor line (a plain
-        ``didOpen``), the guess is the end of the document's first window, where
-        editors put the cursor of a newly opened file (any position in a file
-        shorter than ``prefixChars`` shares it), and the prompt up to there.
+        ``didOpen``, a ``didFocus`` without a position), the guess is the end of
+        the document's first window, where editors put the cursor of a newly
+        opened file (any position in a file shorter than ``prefixChars`` shares
+        it), and the prompt up to there.
         """
         await self.wait_for_backend()
         settings = self.settings

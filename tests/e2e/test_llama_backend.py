@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -126,7 +127,11 @@ async def test_warm_evaluates_the_prompt_the_completion_then_reuses() -> None:
         suffix_at = tokens.index(b._fim_ids["<|fim_suffix|>"])
         assert await b.warm(req) == len(tokens)
         assert await b.warm(req) == 0  # cached already
-        assert b.counters.warm_runs == 2
+        # Without the tail (a guessed cursor): nothing to do, nothing dropped.
+        assert await b.warm(req, tail=False) == 0
+        kv = b._kv
+        assert kv is not None and len(kv.tokens) == len(tokens)
+        assert b.counters.warm_runs == 3
         # A request right there evaluates one token again (for its logits).
         stats = GenerationStats()
         await drain(b.generate(req, stats))
@@ -181,6 +186,15 @@ async def test_a_warm_up_its_request_continues_finishes_its_chunk(keep: bool) ->
         assert stats.cached_tokens == warmed
 
 
+async def test_a_warm_up_starts_outside_its_tail_whatever_the_last_one_left() -> None:
+    async with backend() as b:
+        b._warm_tail = True  # as a warm-up stopped after its head leaves it
+        stop = threading.Event()
+        stop.set()
+        assert b._warm(long_request(2), stop, threading.Event()) is None
+        assert b._warm_tail is False
+
+
 @pytest.mark.parametrize("whole", [True, False], ids=["its-prompt", "typed-since"])
 async def test_a_chunk_of_the_warm_ups_tail_is_kept_for_its_very_prompt_only(
     whole: bool,
@@ -192,7 +206,9 @@ async def test_a_chunk_of_the_warm_ups_tail_is_kept_for_its_very_prompt_only(
             prompt="def main():\n    ", suffix="\n" + after, max_tokens=1, path="t.py"
         )
         task = asyncio.create_task(b.warm(req))
-        await until(lambda: b._warm_tail and counters.prompt_chunks >= 3)
+        await until(lambda: b._warm_tail)
+        at_tail = counters.prompt_chunks  # a tail chunk done once two more start
+        await until(lambda: counters.prompt_chunks >= at_tail + 2)
         b.keep_chunk(whole=whole)  # whole: the request is at the warm-up's cursor
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -417,8 +417,8 @@ async def test_a_warm_up_at_a_guessed_cursor_leaves_out_the_text_after_it() -> N
     await engine.warm(doc, WARM_AT, ROOMY, ContextSettings(), at_cursor=False)
     await engine.warm(doc, WARM_AT, ROOMY, ContextSettings())
     guessed, reported = backend.warmed
-    assert guessed.prompt == reported.prompt
-    assert guessed.suffix == "" and reported.suffix
+    assert (guessed.prompt, guessed.suffix) == (reported.prompt, reported.suffix)
+    assert backend.warmed_tails == [False, True]
 
 
 class Calibrating(Loaded):

@@ -52,8 +52,10 @@ class FakeBackend:
         """The answer when nothing is queued."""
         self.warmed: list[GenerateRequest] = []
         """Requests given to ``warm`` (100 at most)."""
-        self.warm: Callable[[GenerateRequest], Awaitable[int]] | None = None
+        self.warm: Callable[..., Awaitable[int]] | None = None
         """Like the llama.cpp backend's ``warm``, when made with ``warm=True``."""
+        self.warmed_tails: list[bool] = []
+        """Their ``tail`` arguments."""
         self.warm_started = asyncio.Event()
         """Set when a warm-up starts."""
         self.warm_hold: asyncio.Event | None = None
@@ -123,8 +125,10 @@ class FakeBackend:
             self.cancelled += 1
             raise
 
-    async def _warm(self, req: GenerateRequest) -> int:
+    async def _warm(self, req: GenerateRequest, tail: bool = True) -> int:
         """Record ``req`` as warmed; its prompt's words stand for the tokens.
+
+        ``tail``: recorded in ``warmed_tails``.
 
         With ``warm_hold`` set, it then waits on it (a long prompt under way).
         """
@@ -132,6 +136,8 @@ class FakeBackend:
             raise BackendError("fake backend is closed")
         self.warmed.append(req)
         del self.warmed[:-100]
+        self.warmed_tails.append(tail)
+        del self.warmed_tails[:-100]
         self.warm_started.set()
         if self.warm_hold is not None:
             await self.warm_hold.wait()

@@ -648,14 +648,15 @@ class LlamaCppBackend:
             _Job(tokens, req.max_tokens, req.temperature, (), stats, req.logprobs)
         )
 
-    async def warm(self, req: GenerateRequest) -> int:
+    async def warm(self, req: GenerateRequest, tail: bool = True) -> int:
         """Evaluate ``req``'s prompt into the KV cache, with no sampling.
 
         All of ``prompt_tokens(req)``, in order: its start (the context and the
         text before the cursor) serves the requests made while typing from
         there; the rest (the text after the cursor and the FIM markers around
         it, which each keystroke changes the place of) serves a request made at
-        this very cursor before any keystroke. On the worker thread after
+        this very cursor before any keystroke; ``tail`` false leaves it out
+        (the cursor is a guess). On the worker thread after
         any job before it. Returns how many tokens were newly evaluated (0: all
         cached already). Cancelling the calling task stops it at the next chunk
         (or inside one, where the abort callback is on) and raises
@@ -668,7 +669,7 @@ class LlamaCppBackend:
         loop = asyncio.get_running_loop()
         stop, abort = threading.Event(), threading.Event()
         self._keep_chunk = self._keep_tail = self._warm_tail = False
-        done = loop.run_in_executor(self._executor, self._warm, req, stop, abort)
+        done = loop.run_in_executor(self._executor, self._warm, req, stop, abort, tail)
         done.add_done_callback(_consume_exception)
         try:
             evaluated = await asyncio.shield(done)
@@ -700,7 +701,11 @@ class LlamaCppBackend:
         self._keep_tail = whole
 
     def _warm(
-        self, req: GenerateRequest, stop: threading.Event, abort: threading.Event
+        self,
+        req: GenerateRequest,
+        stop: threading.Event,
+        abort: threading.Event,
+        tail: bool = True,
     ) -> int | None:
         """Worker: evaluate the prompt; None if stopped.
 
@@ -722,10 +727,13 @@ class LlamaCppBackend:
                 if self._fim.order == "psm" and marker in tokens:
                     head = tokens.index(marker)
             evaluated = 0
+            # Skipped when the head is cached: evaluate() cuts the KV cache back
+            # to where it stops, which would drop a tail cached already.
             if llama_kv.common_prefix(kv.tokens, tokens) < head:
                 evaluated = kv.evaluate(tokens, head, stop)
-            self._warm_tail = True
-            evaluated += kv.evaluate(tokens, len(tokens), stop)
+            if tail:
+                self._warm_tail = True
+                evaluated += kv.evaluate(tokens, len(tokens), stop)
         except llama_kv.Stopped:
             self.counters.prompt_chunk_stops += 1
             return None
