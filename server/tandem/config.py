@@ -63,6 +63,15 @@ class LocalSettings:
     prefix_cache_mb: int = attrs.field(default=256, validator=_non_negative)
     """Memory for the KV prefixes of recently used documents, so switching files
     does not re-evaluate them; 0 turns it off."""
+    cache_reuse: int = attrs.field(default=0, validator=_non_negative)
+    """Off (0) by default. Otherwise the shortest run of cached prompt tokens
+    that is moved to its new place in a FIM prompt (llama.cpp shifts their
+    positions, as llama-server's --cache-reuse) instead of being evaluated
+    again: the text before the cursor when the context before it changed (the
+    cursor reached ``expr.``), all but its last 32 tokens. An approximation:
+    the moved entries were computed after the old context; on real code the
+    first line of the completion then differs from a fresh evaluation's in about
+    one case in five."""
     flash_attention: bool | None = None
     """llama.cpp's flash attention: null (default) uses it when the model runs on
     the CPU (prompts evaluate ~10% faster on a 2-core CPU) and not with GPU

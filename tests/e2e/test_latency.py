@@ -188,3 +188,34 @@ async def test_a_focused_document_is_warm_before_the_first_request() -> None:
         assert last["source"] == "model"
         # The whole prompt was warm: its last token is evaluated again (logits).
         assert last["newPromptTokens"] == 1 and last["cachedTokens"] > 100, last
+
+
+@pytest.mark.slow
+async def test_an_opened_document_is_warm_up_to_the_guessed_cursor() -> None:
+    """A plain ``didOpen`` (no cursor reported) warms the prompt up to where
+    editors put the cursor of a newly opened file, the end of its first window,
+    but not the text after that guess: a request there finds the head cached and
+    evaluates only the tail (the text after the cursor and the FIM markers)."""
+    body = "".join(
+        f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
+        for i in range(120)  # longer than prefixChars
+    )
+    prefix_chars = 4000
+    guess = body.rfind("\n", 0, prefix_chars) + 1
+    at = types.Position(line=body[:guess].count("\n"), character=0)
+    settings = options(prefetch=False, prefixChars=prefix_chars)
+    async with session(env(), settings) as client:
+        await wait_for_state(client, "ready")
+        open_doc(client, URI, body)
+        for _ in range(3000):  # bounded: the warm-up runs when the model is free
+            state = await status(client)
+            running = state["latency"]["scheduler"]["running"]
+            if state["stats"]["warmups"] and not running:
+                break
+            await asyncio.sleep(0.1)
+        assert state["stats"]["warmups"] >= 1
+        await complete(client, URI, at)
+        last = (await status(client))["suggestions"][-1]
+        assert last["source"] == "model"
+        assert last["cachedTokens"] > 100, last  # the head was warm
+        assert last["newPromptTokens"] > 1, last  # the tail after a guess was not

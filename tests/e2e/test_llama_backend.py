@@ -23,6 +23,7 @@ from tandem.backends.base import (
     GenerationStats,
 )
 from tandem.backends.llama_cpp import LlamaCppBackend, LlamaCppOptions
+from tandem.backends.llama_kv import FRESH_TOKENS
 from tandem.context.builder import ContextFile
 from tests.models import qwen_model
 
@@ -377,3 +378,75 @@ async def test_flash_attention_is_on_and_a_refusal_loads_without_it(
         off = await drain(b.generate(long_request()))
     assert made == [True, False]
     assert on and off  # both answer (flash attention may change the numerics)
+
+
+def with_context(source: str, lines: int = 12) -> GenerateRequest:
+    """The same file and cursor, with one other file's code as context."""
+    req = long_request(lines)
+    return attrs.evolve(req, max_tokens=12, context=(ContextFile("util.py", source),))
+
+
+HELPERS = "def helper(x):\n    return x + 1\n"
+PRICING = (
+    "def apply_volume_discount(price: float, quantity: int) -> float:\n"
+    '    """The unit price once the volume discount for ``quantity`` applies."""\n'
+    "def shipping_cost(weight: float, express: bool = False) -> float:\n"
+    '    """What shipping a parcel of ``weight`` kilograms costs."""\n'
+)
+
+
+def moved_window(b: LlamaCppBackend, req: GenerateRequest) -> int:
+    """The tokens of the window a changed context leaves to be moved: from the
+    start of the file's text to ``FRESH_TOKENS`` before the cursor."""
+    tokens = b.prompt_tokens(req)
+    start = tokens.index(b._fim_ids["<|fim_prefix|>"])
+    return tokens.index(b._fim_ids["<|fim_suffix|>"]) - FRESH_TOKENS - start
+
+
+@pytest.mark.parametrize("reuse", [32, 0], ids=["moved", "off"])
+async def test_a_changed_context_moves_the_cached_window_after_it(reuse: int) -> None:
+    """The context before the window changed (the cursor reached ``expr.``): the
+    window, cached after the old context, is moved instead of evaluated again
+    (all but its last ``FRESH_TOKENS``)."""
+    old, new = with_context(HELPERS), with_context(PRICING)
+    async with backend(cache_reuse=0) as b:
+        fresh = await drain(b.generate(new))
+    async with backend(cache_reuse=reuse) as b:
+        await drain(b.generate(old))
+        stats = GenerationStats()
+        text = await drain(b.generate(new, stats))
+        counters = b.counters
+        window = moved_window(b, new)
+        evaluated = stats.prompt_tokens - stats.cached_tokens
+        if reuse:
+            assert counters.reuses == 1
+            assert counters.reused_tokens >= window
+            assert evaluated <= stats.prompt_tokens - counters.reused_tokens
+        else:
+            assert counters.reuses == counters.reused_tokens == 0
+            assert evaluated > window
+        # Moved entries were computed after the old context: an approximation,
+        # which here leaves the first line as a fresh evaluation has it.
+        assert text.split("\n")[0] == fresh.split("\n")[0]
+
+
+async def test_a_run_parked_by_a_stopped_request_serves_the_next_one() -> None:
+    """Typing on cancels a request while it evaluates the new context: the
+    window it was moving stays parked and the next request moves it."""
+    more = PRICING * 3  # a context of several chunks
+    async with backend(cache_reuse=32, prompt_chunk=16, abort_callback=False) as b:
+        await drain(b.generate(with_context(HELPERS)))
+        counters = b.counters
+        chunks = counters.prompt_chunks
+        task = asyncio.create_task(drain(b.generate(with_context(more))))
+        await until(lambda: counters.prompt_chunks >= chunks + 2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await b.drained()
+        assert counters.prompt_chunk_stops == 1 and counters.reuses == 0
+        stats = GenerationStats()
+        req = with_context(more)
+        await drain(b.generate(req, stats))
+        assert counters.reuses == 1
+        assert counters.reused_tokens >= moved_window(b, req)

@@ -68,6 +68,9 @@ class LlamaCppOptions:
     GPU offload (llama.cpp gives it to the CPU backend alone)."""
     prefix_cache_mb: int = 256
     """KV prefixes of recent documents kept, in MB; 0: none."""
+    cache_reuse: int = 0
+    """Shortest run of cached tokens moved to a new place in a prompt; 0: none
+    (see ``llama_kv``)."""
     calibrate: bool = True
     """Measure the speed after loading (in the background, preempted by work)."""
     flash_attention: bool | None = None
@@ -84,6 +87,7 @@ class LlamaCppOptions:
             fim_format=local.fim_format,
             prompt_chunk=local.prompt_chunk,
             prefix_cache_mb=local.prefix_cache_mb,
+            cache_reuse=local.cache_reuse,
             flash_attention=local.flash_attention,
         )
 
@@ -257,6 +261,10 @@ class LlamaCppCounters:
     """Saved KV prefixes brought back for a job."""
     restored_tokens: int = 0
     """Prompt tokens served by restored prefixes (also in cached_tokens)."""
+    reuses: int = 0
+    """Runs of cached tokens moved to a new place in a prompt."""
+    reused_tokens: int = 0
+    """Prompt tokens those runs held (also in cached_tokens)."""
 
 
 class LlamaCppBackend:
@@ -345,6 +353,8 @@ class LlamaCppBackend:
                 flash_attn=flash,
                 verbose=True,
             )
+            if self.options.cache_reuse:
+                llama_kv.two_sequences(llm)
         except ValueError as e:
             if flash and "context" in str(e):
                 return None, str(e)
@@ -407,6 +417,7 @@ class LlamaCppBackend:
             self.counters,
             self.options.prompt_chunk,
             self.options.prefix_cache_mb << 20,
+            self.options.cache_reuse if llama_kv.can_move(llm) else 0,
         )
         meta = llm.metadata
         arch = meta.get("general.architecture", "")
@@ -730,7 +741,7 @@ class LlamaCppBackend:
             # Skipped when the head is cached: evaluate() cuts the KV cache back
             # to where it stops, which would drop a tail cached already.
             if llama_kv.common_prefix(kv.tokens, tokens) < head:
-                evaluated = kv.evaluate(tokens, head, stop)
+                evaluated = kv.evaluate(tokens, head, stop, self._movable(tokens))
             if tail:
                 self._warm_tail = True
                 evaluated += kv.evaluate(tokens, len(tokens), stop)
@@ -747,6 +758,20 @@ class LlamaCppBackend:
         self.counters.warm_runs += 1
         self.counters.warm_tokens += evaluated
         return evaluated
+
+    def _movable(self, tokens: list[int]) -> int:
+        """Where a run of cached tokens moved into ``tokens`` must end.
+
+        ``llama_kv.FRESH_TOKENS`` before the cursor (the FIM suffix marker of a
+        prefix-suffix-middle prompt): what follows the cursor, and what comes
+        just before it, is evaluated fresh. 0 (nothing moves) in other prompts.
+        """
+        if self._fim is None or self._fim.order != "psm":
+            return 0
+        marker = self._fim_ids[self._fim.suffix]
+        if marker not in tokens:
+            return 0
+        return max(0, tokens.index(marker) - llama_kv.FRESH_TOKENS)
 
     async def _stream(self, job: _Job) -> AsyncGenerator[str, None]:
         await self.load()
@@ -791,15 +816,16 @@ class LlamaCppBackend:
         try:
             tokens = job.tokens()
             kv.switch_to(tokens)
-            cached = min(llama_kv.common_prefix(kv.tokens, tokens), len(tokens) - 1)
             stats.prompt_tokens = len(tokens)
-            stats.cached_tokens = cached
             counters.prompt_tokens += stats.prompt_tokens
-            counters.cached_tokens += stats.cached_tokens
             started = time.perf_counter()
             # All but the last token in chunks, checking the stop flag between
             # them; generate() finds them cached and evaluates the last one.
-            kv.evaluate(tokens, len(tokens) - 1, stop)
+            evaluated = kv.evaluate(
+                tokens, len(tokens) - 1, stop, self._movable(tokens)
+            )
+            stats.cached_tokens = max(0, len(tokens) - 1 - evaluated)
+            counters.cached_tokens += stats.cached_tokens
             generated: list[int] = []
             emitted = ""
             decoded = 0  # where the next token's text starts

@@ -6,11 +6,19 @@ backend, GPUs included (llama.cpp hands its abort callback to the CPU backend
 only). The KV prefixes of the few most recent documents are kept as saved
 sequence states, so switching between two files does not make both cold. Runs on
 the backend's worker thread only.
+
+Where a prompt differs from the cached one in the middle (the context before the
+window changed as the cursor reached ``expr.``), the longest run of cached tokens
+it still contains may be kept and moved to its new place (llama.cpp shifts its
+positions) instead of being evaluated again, as llama-server's ``--cache-reuse``
+does: an approximation (the moved entries were computed after the old text before
+them), off unless ``local.cacheReuse`` asks for it.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import logging
 import threading
@@ -26,6 +34,14 @@ logger = logging.getLogger(__name__)
 
 MIN_SAVED_TOKENS = 64
 """Prefixes shorter than this are not worth saving: they evaluate in a blink."""
+FRESH_TOKENS = 32
+"""What comes last before the cursor is evaluated again, never moved: measured on
+real code, moving it as well changes one completion in four (the model loses
+track of the characters just before the cursor), and moving the text after the
+cursor after a keystroke changes almost all of them (FIM reads the gap there)."""
+PARKED = 1
+"""The sequence that holds a run of cached tokens while the text before its new
+place is evaluated (llama.cpp adds tokens to a sequence at its end only)."""
 
 
 class KvCounters(Protocol):
@@ -35,6 +51,8 @@ class KvCounters(Protocol):
     states_saved: int
     states_restored: int
     restored_tokens: int
+    reuses: int
+    reused_tokens: int
 
 
 class Stopped(Exception):
@@ -49,6 +67,89 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def two_sequences(llm: Llama) -> None:
+    """Give ``llm`` a context of two sequences in one KV buffer.
+
+    llama-cpp-python makes one of one; the second parks the cached tokens being
+    moved. Right after loading, before any evaluation: the first context is freed and
+    one with the same parameters but ``n_seq_max`` 2 takes its place.
+    """
+    from llama_cpp import _internals
+
+    params = llm.context_params
+    llm._ctx.close()  # type: ignore[no-untyped-call]
+    params.n_seq_max = 2
+    params.kv_unified = True  # one buffer, the whole n_ctx for the live sequence
+    llm._ctx = llm._stack.enter_context(
+        contextlib.closing(
+            _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        )
+    )
+
+
+def can_move(llm: Llama) -> bool:
+    """Whether cached tokens can be moved in ``llm``'s KV cache.
+
+    It needs two sequences (``two_sequences``) and positions llama.cpp can shift
+    (not every model's are).
+    """
+    import llama_cpp
+
+    if llm.context_params.n_seq_max < 2:
+        return False
+    memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
+    return memory is not None and bool(llama_cpp.llama_memory_can_shift(memory))
+
+
+@attrs.frozen
+class Run:
+    """``size`` tokens cached at ``source`` that the new prompt has at ``target``."""
+
+    target: int
+    source: int
+    size: int
+
+
+def reusable_run(
+    live: Sequence[int],
+    tokens: Sequence[int],
+    start: int,
+    end: int,
+    minimum: int,
+    live_start: int | None = None,
+) -> Run | None:
+    """The longest run of ``live[live_start:]`` that ``tokens[start:end]`` has.
+
+    At least ``minimum`` tokens long (None: none is); ``live_start`` is
+    ``start`` (where the two part) unless given.
+    """
+    k = max(1, min(minimum, 8))
+    first = start if live_start is None else live_start
+    if minimum <= 0 or end - start < minimum or len(live) - first < minimum:
+        return None
+    where: dict[tuple[int, ...], list[int]] = {}
+    for i in range(first, len(live) - k + 1):
+        where.setdefault(tuple(live[i : i + k]), []).append(i)
+    best: Run | None = None
+    at = start
+    while at <= end - k:
+        longest, found = 0, 0
+        for source in where.get(tuple(tokens[at : at + k]), ())[:16]:
+            n = 0
+            while (
+                at + n < end
+                and source + n < len(live)
+                and (live[source + n] == tokens[at + n])
+            ):
+                n += 1
+            if n > longest:
+                longest, found = n, source
+        if longest >= minimum and (best is None or longest > best.size):
+            best = Run(at, found, longest)
+        at += max(1, longest)
+    return best
 
 
 @attrs.frozen(eq=False)
@@ -107,12 +208,25 @@ class KvCache:
     """What one ``Llama``'s KV cache holds, and how prompts get into it."""
 
     def __init__(
-        self, llm: Llama, counters: KvCounters, chunk: int, cache_bytes: int
+        self,
+        llm: Llama,
+        counters: KvCounters,
+        chunk: int,
+        cache_bytes: int,
+        reuse_min: int = 0,
     ) -> None:
         self.llm = llm
         self.counters = counters
         self.chunk = max(1, min(chunk, llm.n_batch))
         self.saved = PrefixCache(cache_bytes)
+        self._parked: tuple[int, ...] = ()
+        """The tokens of a run parked by a job stopped before it was moved."""
+        self._parked_at = 0
+        """Where they are in the parked sequence."""
+        self.reuse_min = reuse_min
+        """Shortest run of cached tokens moved to a new place (0: none is);
+        needs a context of two sequences whose positions llama.cpp can shift
+        (see ``can_move``)."""
 
     @property
     def tokens(self) -> list[int]:
@@ -135,25 +249,100 @@ class KvCache:
         if entry is not None and saved_shared > shared:
             self._restore(entry, saved_shared)
 
-    def evaluate(self, tokens: Sequence[int], upto: int, stop: threading.Event) -> int:
+    def evaluate(
+        self,
+        tokens: Sequence[int],
+        upto: int,
+        stop: threading.Event,
+        movable: int = 0,
+    ) -> int:
         """Evaluate ``tokens[:upto]`` after what is cached, a chunk at a time.
 
-        Returns how many tokens were newly evaluated. Raises ``Stopped`` at a
-        chunk boundary once ``stop`` is set.
+        A run of cached tokens may be moved to a place before ``movable`` only
+        (0: none is). Returns how many tokens were newly evaluated. Raises
+        ``Stopped`` at a chunk boundary once ``stop`` is set.
         """
         llm = self.llm
-        keep = min(common_prefix(self.tokens, tokens), upto)
+        live = self.tokens
+        keep = min(common_prefix(live, tokens), upto)
+        end = min(upto, movable)
+        run = reusable_run(live, tokens, keep, end, self.reuse_min)
+        parked = reusable_run(self._parked, tokens, keep, end, self.reuse_min, 0)
+        if parked is not None and (run is None or parked.size > run.size):
+            return self._move(parked, tokens, keep, upto, stop, from_parked=True)
+        self._unpark()
+        if run is not None:
+            return self._move(run, tokens, keep, upto, stop)
         if keep < llm.n_tokens:
-            llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+            llm._ctx.kv_cache_seq_rm(0, keep, -1)
             llm.n_tokens = keep
-        done = 0
-        for start in range(keep, upto, self.chunk):
+        return self._append(tokens, upto, stop)
+
+    def _append(self, tokens: Sequence[int], upto: int, stop: threading.Event) -> int:
+        """Evaluate ``tokens[n_tokens:upto]``; how many (see ``evaluate``)."""
+        llm = self.llm
+        first = llm.n_tokens
+        for start in range(first, upto, self.chunk):
             if stop.is_set():
                 raise Stopped
             self.counters.prompt_chunks += 1  # started: the abort callback may end it
             llm.eval(tokens[start : min(start + self.chunk, upto)])
-            done = min(start + self.chunk, upto) - keep
-        return done
+        return max(0, upto - first)
+
+    def _move(
+        self,
+        run: Run,
+        tokens: Sequence[int],
+        keep: int,
+        upto: int,
+        stop: threading.Event,
+        from_parked: bool = False,
+    ) -> int:
+        """``evaluate``, keeping ``run`` of the cached tokens.
+
+        The run is parked in another sequence while the tokens before its new
+        place are evaluated; then it is shifted there and joins the live
+        sequence again. A job stopped meanwhile leaves it parked, for the next
+        one (typing on cancels the requests before): ``from_parked``, ``run``
+        is in the parked tokens.
+        """
+        import llama_cpp
+
+        llm = self.llm
+        memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
+        if from_parked:
+            source = self._parked_at + run.source
+        else:
+            source = run.source
+            llama_cpp.llama_memory_seq_cp(memory, 0, PARKED, source, source + run.size)
+            self._parked = tuple(tokens[run.target : run.target + run.size])
+            self._parked_at = source
+        llama_cpp.llama_memory_seq_rm(memory, 0, keep, -1)
+        llm.n_tokens = keep
+        done = self._append(tokens, run.target, stop)  # Stopped: stays parked
+        end = source + run.size
+        llama_cpp.llama_memory_seq_add(memory, PARKED, source, end, run.target - source)
+        llama_cpp.llama_memory_seq_cp(
+            memory, PARKED, 0, run.target, run.target + run.size
+        )
+        self._unpark()
+        moved = run.target + run.size
+        llm.input_ids[run.target : moved] = tokens[run.target : moved]
+        llm.n_tokens = moved
+        self.counters.reuses += 1
+        self.counters.reused_tokens += run.size
+        logger.debug("moved %d cached tokens from %d to %d", run.size, source, moved)
+        return done + self._append(tokens, upto, stop)
+
+    def _unpark(self) -> None:
+        """Drop the parked run, if any."""
+        if not self._parked:
+            return
+        import llama_cpp
+
+        memory = llama_cpp.llama_get_memory(self.llm._ctx.ctx)
+        llama_cpp.llama_memory_seq_rm(memory, PARKED, -1, -1)
+        self._parked, self._parked_at = (), 0
 
     def _save(self, live: list[int]) -> None:
         import llama_cpp
@@ -175,6 +364,7 @@ class KvCache:
         if not self.saved.take(entry):
             return
         llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+        self._parked, self._parked_at = (), 0  # cleared with the rest
         buf = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data)
         if not llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(buf), 0):
             logger.debug("a saved KV prefix could not be restored")
