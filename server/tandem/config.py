@@ -64,14 +64,15 @@ class LocalSettings:
     """Memory for the KV prefixes of recently used documents, so switching files
     does not re-evaluate them; 0 turns it off."""
     cache_reuse: int = attrs.field(default=0, validator=_non_negative)
-    """Off (0) by default. Otherwise the shortest run of cached prompt tokens
-    that is moved to its new place in a FIM prompt (llama.cpp shifts their
-    positions, as llama-server's --cache-reuse) instead of being evaluated
-    again: the text before the cursor when the context before it changed (the
-    cursor reached ``expr.``), all but its last 32 tokens. An approximation:
-    the moved entries were computed after the old context; on real code the
-    first line of the completion then differs from a fresh evaluation's in about
-    one case in five."""
+    """Off (0) by default. Otherwise the shortest run of cached tokens moved to
+    its new place in a FIM prompt that changed before the text just before the
+    cursor (the context as the cursor reached ``expr.``, the window's first
+    lines, a line above the cursor), instead of evaluated again: llama.cpp
+    shifts their positions, as llama-server's --cache-reuse. The last 32
+    tokens before the cursor and the text after it are always evaluated again.
+    An approximation: the moved entries were computed after the old text
+    before them; on real code the first line of the completion then differs
+    from a fresh evaluation's in about one case in five."""
     flash_attention: bool | None = None
     """llama.cpp's flash attention: null (default) uses it when the model runs on
     the CPU (prompts evaluate ~10% faster on a 2-core CPU) and not with GPU

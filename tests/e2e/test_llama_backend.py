@@ -15,7 +15,7 @@ import llama_cpp as llama_cpp_lib
 import numpy as np
 import pytest
 
-from tandem.backends import llama_cpp
+from tandem.backends import llama_cpp, llama_kv
 from tandem.backends.base import (
     BackendConfigError,
     BackendUnavailable,
@@ -418,10 +418,12 @@ async def test_a_changed_context_moves_the_cached_window_after_it(reuse: int) ->
         counters = b.counters
         window = moved_window(b, new)
         evaluated = stats.prompt_tokens - stats.cached_tokens
+        shared = llama_kv.common_prefix(b.prompt_tokens(old), b.prompt_tokens(new))
         if reuse:
             assert counters.reuses == 1
             assert counters.reused_tokens >= window
-            assert evaluated <= stats.prompt_tokens - counters.reused_tokens
+            # The new context, the window's last tokens, the text after the cursor.
+            assert evaluated == stats.prompt_tokens - shared - counters.reused_tokens
         else:
             assert counters.reuses == counters.reused_tokens == 0
             assert evaluated > window
@@ -434,6 +436,8 @@ async def test_a_run_parked_by_a_stopped_request_serves_the_next_one() -> None:
     """Typing on cancels a request while it evaluates the new context: the
     window it was moving stays parked and the next request moves it."""
     more = PRICING * 3  # a context of several chunks
+    async with backend(cache_reuse=0) as b:
+        fresh = await drain(b.generate(with_context(more)))
     async with backend(cache_reuse=32, prompt_chunk=16, abort_callback=False) as b:
         await drain(b.generate(with_context(HELPERS)))
         counters = b.counters
@@ -445,8 +449,8 @@ async def test_a_run_parked_by_a_stopped_request_serves_the_next_one() -> None:
             await task
         await b.drained()
         assert counters.prompt_chunk_stops == 1 and counters.reuses == 0
-        stats = GenerationStats()
         req = with_context(more)
-        await drain(b.generate(req, stats))
+        text = await drain(b.generate(req))
         assert counters.reuses == 1
         assert counters.reused_tokens >= moved_window(b, req)
+        assert text.split("\n")[0] == fresh.split("\n")[0]

@@ -646,7 +646,15 @@ class LlamaCppBackend:
         tokens = functools.partial(self.prompt_tokens, req)
         stats = stats or GenerationStats()
         return self._stream(
-            _Job(tokens, req.max_tokens, req.temperature, req.stop, stats, req.logprobs)
+            _Job(
+                tokens,
+                req.max_tokens,
+                req.temperature,
+                req.stop,
+                stats,
+                req.logprobs,
+                fim=True,
+            )
         )
 
     def chat(
@@ -741,7 +749,7 @@ class LlamaCppBackend:
             # Skipped when the head is cached: evaluate() cuts the KV cache back
             # to where it stops, which would drop a tail cached already.
             if llama_kv.common_prefix(kv.tokens, tokens) < head:
-                evaluated = kv.evaluate(tokens, head, stop, self._movable(tokens))
+                evaluated = kv.evaluate(tokens, head, stop, self._cursor_token())
             if tail:
                 self._warm_tail = True
                 evaluated += kv.evaluate(tokens, len(tokens), stop)
@@ -759,19 +767,15 @@ class LlamaCppBackend:
         self.counters.warm_tokens += evaluated
         return evaluated
 
-    def _movable(self, tokens: list[int]) -> int:
-        """Where a run of cached tokens moved into ``tokens`` must end.
+    def _cursor_token(self) -> int | None:
+        """The token that marks the cursor in this model's FIM prompts.
 
-        ``llama_kv.FRESH_TOKENS`` before the cursor (the FIM suffix marker of a
-        prefix-suffix-middle prompt): what follows the cursor, and what comes
-        just before it, is evaluated fresh. 0 (nothing moves) in other prompts.
+        Its suffix marker in prefix-suffix-middle order (None: no FIM, or
+        another order), for moves of cached tokens (``KvCache.evaluate``).
         """
         if self._fim is None or self._fim.order != "psm":
-            return 0
-        marker = self._fim_ids[self._fim.suffix]
-        if marker not in tokens:
-            return 0
-        return max(0, tokens.index(marker) - llama_kv.FRESH_TOKENS)
+            return None
+        return self._fim_ids[self._fim.suffix]
 
     async def _stream(self, job: _Job) -> AsyncGenerator[str, None]:
         await self.load()
@@ -816,16 +820,19 @@ class LlamaCppBackend:
         try:
             tokens = job.tokens()
             kv.switch_to(tokens)
+            cached = min(llama_kv.common_prefix(kv.tokens, tokens), len(tokens) - 1)
             stats.prompt_tokens = len(tokens)
+            stats.cached_tokens = cached
             counters.prompt_tokens += stats.prompt_tokens
+            counters.cached_tokens += stats.cached_tokens
             started = time.perf_counter()
             # All but the last token in chunks, checking the stop flag between
             # them; generate() finds them cached and evaluates the last one.
-            evaluated = kv.evaluate(
-                tokens, len(tokens) - 1, stop, self._movable(tokens)
-            )
-            stats.cached_tokens = max(0, len(tokens) - 1 - evaluated)
-            counters.cached_tokens += stats.cached_tokens
+            cursor = self._cursor_token() if job.fim else None
+            evaluated = kv.evaluate(tokens, len(tokens) - 1, stop, cursor)
+            moved = max(0, len(tokens) - 1 - cached - evaluated)  # cached too
+            stats.cached_tokens += moved
+            counters.cached_tokens += moved
             generated: list[int] = []
             emitted = ""
             decoded = 0  # where the next token's text starts
@@ -934,6 +941,8 @@ class _Job:
     stats: GenerationStats
     logprobs: bool = False
     """Record each token's log-probability and text offset in ``stats``."""
+    fim: bool = False
+    """A fill-in-the-middle prompt (``generate``), not a chat (``chat``)."""
 
 
 def _logprob_reader(llm: Llama) -> Callable[[int], float]:

@@ -7,12 +7,14 @@ only). The KV prefixes of the few most recent documents are kept as saved
 sequence states, so switching between two files does not make both cold. Runs on
 the backend's worker thread only.
 
-Where a prompt differs from the cached one in the middle (the context before the
-window changed as the cursor reached ``expr.``), the longest run of cached tokens
-it still contains may be kept and moved to its new place (llama.cpp shifts its
-positions) instead of being evaluated again, as llama-server's ``--cache-reuse``
-does: an approximation (the moved entries were computed after the old text before
-them), off unless ``local.cacheReuse`` asks for it.
+Where a FIM prompt differs from the cached one before the cursor (the context
+changed as the cursor reached ``expr.``, the window's first lines moved, a line
+above the cursor was edited), the longest run of cached tokens from before the old
+cursor that it still holds before the new one may be kept and moved to its new
+place (llama.cpp shifts its positions) instead of being evaluated again, as
+llama-server's ``--cache-reuse`` does: an approximation (the moved entries were
+computed after the old text before them), off unless ``local.cacheReuse`` asks
+for it.
 """
 
 from __future__ import annotations
@@ -74,10 +76,13 @@ def two_sequences(llm: Llama) -> None:
 
     llama-cpp-python makes one of one; the second parks the cached tokens being
     moved. Right after loading, before any evaluation: the first context is freed and
-    one with the same parameters but ``n_seq_max`` 2 takes its place.
+    one with the same parameters but ``n_seq_max`` 2 takes its place. Not for
+    recurrent or hybrid models (left as they are: ``can_move`` is then false).
     """
     from llama_cpp import _internals
 
+    if getattr(llm, "_is_recurrent", False) or getattr(llm, "_is_hybrid", False):
+        return  # a recurrent state cannot be cut and moved like attention entries
     params = llm.context_params
     llm._ctx.close()  # type: ignore[no-untyped-call]
     params.n_seq_max = 2
@@ -101,6 +106,15 @@ def can_move(llm: Llama) -> bool:
         return False
     memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
     return memory is not None and bool(llama_cpp.llama_memory_can_shift(memory))
+
+
+def _before(tokens: Sequence[int], cursor: int) -> int:
+    """``FRESH_TOKENS`` before the first ``cursor`` token in ``tokens`` (0: none)."""
+    try:
+        at = list(tokens).index(cursor)
+    except ValueError:
+        return 0
+    return max(0, at - FRESH_TOKENS)
 
 
 @attrs.frozen
@@ -223,6 +237,9 @@ class KvCache:
         """The tokens of a run parked by a job stopped before it was moved."""
         self._parked_at = 0
         """Where they are in the parked sequence."""
+        self._shifted = False
+        """Positions were shifted and no decode has applied the shift to the
+        keys yet: a saved state would hold keys for the old positions."""
         self.reuse_min = reuse_min
         """Shortest run of cached tokens moved to a new place (0: none is);
         needs a context of two sequences whose positions llama.cpp can shift
@@ -254,20 +271,25 @@ class KvCache:
         tokens: Sequence[int],
         upto: int,
         stop: threading.Event,
-        movable: int = 0,
+        cursor: int | None = None,
     ) -> int:
         """Evaluate ``tokens[:upto]`` after what is cached, a chunk at a time.
 
-        A run of cached tokens may be moved to a place before ``movable`` only
-        (0: none is). Returns how many tokens were newly evaluated. Raises
-        ``Stopped`` at a chunk boundary once ``stop`` is set.
+        ``cursor``: the token that marks the cursor in a FIM prompt (its suffix
+        marker); where given, a run of cached tokens from before the cursor of
+        the cached prompt may be moved to a place before the cursor of this one,
+        ``FRESH_TOKENS`` short of each (None: nothing moves). Returns how many
+        tokens were newly evaluated. Raises ``Stopped`` at a chunk boundary once
+        ``stop`` is set.
         """
         llm = self.llm
         live = self.tokens
         keep = min(common_prefix(live, tokens), upto)
-        end = min(upto, movable)
-        run = reusable_run(live, tokens, keep, end, self.reuse_min)
-        parked = reusable_run(self._parked, tokens, keep, end, self.reuse_min, 0)
+        run = parked = None
+        if self.reuse_min and cursor is not None:
+            end, least = min(upto, _before(tokens, cursor)), self.reuse_min
+            run = reusable_run(live[: _before(live, cursor)], tokens, keep, end, least)
+            parked = reusable_run(self._parked, tokens, keep, end, least, 0)
         if parked is not None and (run is None or parked.size > run.size):
             return self._move(parked, tokens, keep, upto, stop, from_parked=True)
         self._unpark()
@@ -287,6 +309,7 @@ class KvCache:
                 raise Stopped
             self.counters.prompt_chunks += 1  # started: the abort callback may end it
             llm.eval(tokens[start : min(start + self.chunk, upto)])
+            self._shifted = False  # llama.cpp applies pending shifts as it decodes
         return max(0, upto - first)
 
     def _move(
@@ -312,6 +335,11 @@ class KvCache:
         memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
         if from_parked:
             source = self._parked_at + run.source
+            # Only the part used stays parked: the rest would be copied back too.
+            llama_cpp.llama_memory_seq_rm(memory, PARKED, -1, source)
+            llama_cpp.llama_memory_seq_rm(memory, PARKED, source + run.size, -1)
+            self._parked = self._parked[run.source : run.source + run.size]
+            self._parked_at = source
         else:
             source = run.source
             llama_cpp.llama_memory_seq_cp(memory, 0, PARKED, source, source + run.size)
@@ -325,13 +353,16 @@ class KvCache:
         llama_cpp.llama_memory_seq_cp(
             memory, PARKED, 0, run.target, run.target + run.size
         )
+        self._shifted = True  # until the next decode (see ``_save``)
         self._unpark()
         moved = run.target + run.size
         llm.input_ids[run.target : moved] = tokens[run.target : moved]
         llm.n_tokens = moved
         self.counters.reuses += 1
         self.counters.reused_tokens += run.size
-        logger.debug("moved %d cached tokens from %d to %d", run.size, source, moved)
+        logger.debug(
+            "moved %d cached tokens from %d to %d", run.size, source, run.target
+        )
         return done + self._append(tokens, upto, stop)
 
     def _unpark(self) -> None:
@@ -347,6 +378,8 @@ class KvCache:
     def _save(self, live: list[int]) -> None:
         import llama_cpp
 
+        if self._shifted:
+            return  # its keys still wait for the shift (a stop right after a move)
         ctx = self.llm._ctx.ctx
         size = llama_cpp.llama_state_seq_get_size(ctx, 0)
         if size > self.saved.max_bytes:
