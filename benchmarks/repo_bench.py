@@ -18,13 +18,16 @@ call) on the same model:
 - ``defaults``: tandem with default settings, the request right after opening;
 - ``warm``: default settings, the editor reports the cursor position
   (``tandem/didFocus``) and the user pauses ``--pause`` seconds before asking;
+- ``settled``: likewise, but the user asks once the server is idle (all its
+  idle-time work on the file done): a completion in a file the user has been
+  reading for a while;
 - ``raw``: ``llama_cpp.Llama`` called directly with a FIM prompt of the current
   file only (1,500 characters before the cursor, 400 after) and the first line
   of its answer.
 
 Latency is that of the first completion after opening the file.
 
-    python benchmarks/repo_bench.py [--model GGUF] [--cases N] [--json]
+    python benchmarks/repo_bench.py [--model GGUF] [--cases N] [--kinds line] [--json]
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ PACKAGES = ("rich==13.9.4", "click==8.1.8", "requests==2.32.3", "werkzeug==3.1.3
 """Pure-Python packages with many modules that use each other; none is used by
 tandem's tests."""
 RAW_PREFIX, RAW_SUFFIX = 1500, 400
-ARMS = ("off", "defaults", "warm", "raw")
+ARMS = ("off", "defaults", "warm", "settled", "raw")
+DEFAULT_ARMS = ("off", "defaults", "warm", "raw")
 
 
 @attrs.frozen
@@ -207,6 +211,8 @@ def score(case: Case, completion: str) -> dict[str, float]:
 async def tandem_arm(
     ed: Editor, case: Case, pause: float | None
 ) -> tuple[str, float, dict[str, Any]]:
+    """The first completion after opening the file: ``pause`` None asks at once,
+    a number of seconds after reporting the cursor, -1 once the server is idle."""
     uri = case.path.as_uri()
     ed.open(uri, case.text)
     if pause is not None:
@@ -215,7 +221,11 @@ async def tandem_arm(
             {"textDocument": {"uri": uri}, "position": {"line": case.line,
              "character": _utf16(case)}},
         )  # fmt: skip
-        await asyncio.sleep(pause)
+        if pause >= 0:
+            await asyncio.sleep(pause)
+        else:
+            await asyncio.sleep(0.3)  # the warm-up is under way
+            await ed.idle(limit_s=120)
     at = types.Position(line=case.line, character=_utf16(case))
     started = time.perf_counter()
     result = await ed.request(uri, at)
@@ -277,12 +287,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         package = fetch(spec)
         roots[package.name] = package.parent
         members, lines = find_cases(package, rng)
-        cases += members[: args.cases] + lines[: args.cases]
+        if "member" in args.kinds:
+            cases += members[: args.cases]
+        if "line" in args.kinds:
+            cases += lines[: args.cases]
     extra: dict[str, Any] = json.loads(args.settings) if args.settings else {}
     arms = {
         "off": _merged(extra, {"context": {"enabled": False}}),
         "defaults": extra,
         "warm": extra,
+        "settled": extra,
     }
     arms = {a: s for a, s in arms.items() if a in args.arms}
     results: dict[str, list[dict[str, Any]]] = {a: [] for a in args.arms}
@@ -303,10 +317,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await ed.changed.wait()  # the server announces the index
             for case in [c for c in cases if c.package == package]:
                 for arm, ed in eds.items():
-                    pause = args.pause if arm == "warm" else None
+                    pause = {"warm": args.pause, "settled": -1.0}.get(arm)
                     text, ms, stats = await tandem_arm(ed, case, pause)
                     results[arm].append(
-                        {"kind": case.kind, "ms": ms, "text": text,
+                        {"kind": case.kind, "where": f"{case.path.name}:{case.line}",
+                         "ms": ms, "text": text,
                          "contextTokens": stats.get("contextTokens", 0),
                          "newPromptTokens": stats.get("newPromptTokens"),
                          "promptMs": stats.get("promptMs"),
@@ -333,7 +348,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         print(f"  {a:8} {row['ms']:7.0f} ms ctx {ctx} new {new} "
                               f"gen {gen} p/g ms {split}: "
                               f"{row['text'][:40]!r}")  # fmt: skip
-    return summarise(results, len(cases))
+    return {**summarise(results, len(cases)), "rows": results}
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -388,18 +403,29 @@ def main() -> None:
         "on a busy machine (latencies are then not this machine's)",
     )
     parser.add_argument(
-        "--arms", nargs="+", default=list(ARMS), choices=ARMS, help="what to compare"
+        "--arms",
+        nargs="+",
+        default=list(DEFAULT_ARMS),
+        choices=ARMS,
+        help="what to compare",
+    )
+    parser.add_argument(
+        "--kinds", nargs="+", default=["member", "line"], choices=("member", "line")
     )
     parser.add_argument(
         "--settings",
         help='JSON of "tandem" settings for every tandem arm (e.g. '
         '\'{"context": {"floorTokens": 256}}\'); "off" keeps the context off',
     )
+    parser.add_argument("--rows", help="write every case's result per arm (JSON) here")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     if args.speed:
         os.environ["TANDEM_SPEED"] = args.speed  # the servers inherit it
     summary = asyncio.run(run(args))
+    rows = summary.pop("rows")
+    if args.rows:
+        Path(args.rows).write_text(json.dumps(rows, indent=1))
     if args.json:
         print(json.dumps(summary, indent=2))
         return

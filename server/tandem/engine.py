@@ -87,6 +87,11 @@ class EngineStats:
     """Prompt prefixes evaluated ahead of a request (no generation)."""
     warm_tokens: int = 0
     """Prompt tokens those warm-ups evaluated."""
+    windows_grown: int = 0
+    """Warm-ups in idle time of a longer window before the cursor than the
+    measured speed affords a cold prompt (``CompletionEngine.grow``)."""
+    grown_prompts: int = 0
+    """Requests whose prompt had such a window (it cost no more to evaluate)."""
     more_lines_stops: int = 0
     """Generations stopped at a line end by ``completion.moreLinesMs``."""
     last: dict[str, Any] = attrs.field(factory=dict)
@@ -246,6 +251,13 @@ class CompletionEngine:
         self.more_lines_tokens: int | None = None
         """Generated tokens after which a completion stops at a line end."""
         self._window_held: dict[str, int] = {}
+        self._window_grown: dict[str, int] = {}
+        """Per document: the characters of a longer window warmed in idle time
+        (the budget it was cut with: nearby cursors get the same start)."""
+        self._growing: dict[str, asyncio.Task[Any]] = {}
+        """Per document: the window growth waiting for a pause in typing."""
+        self.grow_after_s = latency.BURST_GAP_MS / 1000
+        """The pause after a request before its window grows (``grow``)."""
         self._budget_held: dict[str, int] = {}
         self.debouncer = latency.Debouncer()
         self.meter = latency.SpeedMeter()
@@ -276,6 +288,8 @@ class CompletionEngine:
         """
         self.stats.requests += 1
         started = time.perf_counter()
+        if (growing := self._growing.pop(doc.uri, None)) is not None:
+            growing.cancel()  # not idle: the user is typing here
         # The suffix is all the cache and in-flight checks need; the prefix is cut
         # to its token budget only when a generation starts.
         window = cursor_window(
@@ -327,6 +341,8 @@ class CompletionEngine:
                     doc, offset, settings, context, "model", prompt=prompt
                 )
                 result = await self._await(flight)
+            if settings.warm_up:
+                self._grow_soon(doc, offset, settings, prompt)
             result = attrs.evolve(result, debounce_ms=wait_ms)
             return self._record(doc.uri, result, started)
 
@@ -572,9 +588,100 @@ class CompletionEngine:
                 self._warming = None
             self.stats.warmups += 1
             self.stats.warm_tokens += evaluated
+            warmed.append(prompt)
             return evaluated
 
-        return await self.scheduler.run(Priority.WARM, doc.uri, run)
+        warmed: list[Prompt] = []
+        evaluated = await self.scheduler.run(Priority.WARM, doc.uri, run)
+        if warmed:
+            await self.grow(doc, offset, settings, warmed[0], at_cursor)
+        return evaluated
+
+    async def grow(
+        self,
+        doc: Document,
+        offset: int,
+        settings: CompletionSettings,
+        warmed: Prompt,
+        at_cursor: bool = True,
+    ) -> int | None:
+        """After a warm-up, evaluate the whole window the settings ask for.
+
+        On a slow machine the text before the cursor shrinks (see ``window``)
+        so that a cold prompt is evaluated in the pause before the user types.
+        A longer pause pays for more: this evaluates ``warmed``'s prompt with
+        the window ``prefixChars`` asks for (same context, same text after the
+        cursor) at the lowest priority, any request or warm-up preempting it.
+        The prompt cached before is saved first, so a request meanwhile still
+        finds it. Once done, requests in this document take the longer window
+        whenever it costs them no more new tokens than the short one
+        (``prompt``). Returns the tokens evaluated; None when not done (not
+        needed, preempted, or the backend cannot tell what it has cached).
+        """
+        warm = getattr(self.backend, "warm", None)
+        new_tokens = getattr(self.backend, "new_tokens", None)
+        if warm is None or new_tokens is None:
+            return None
+        full = self._full_window(settings)
+        held = self._window_held.get(doc.uri)
+        if held is None or full <= held:
+            return None  # the speed affords the whole window already
+
+        async def run() -> int | None:
+            longer, chars = self._fit(doc.text, offset, settings, full)
+            if longer.start >= warmed.window.start:
+                return None  # the prompt had the whole window (or all there is)
+            # The same text after the cursor as the prompt warmed.
+            window = attrs.evolve(longer, suffix=warmed.window.suffix)
+            req = self._request(
+                doc, window.prefix, window.suffix, settings, warmed.found
+            )
+            if self._window_grown.get(doc.uri) == chars and not new_tokens(req):
+                return 0  # grown and cached already
+            self._warming = (doc.uri, window, warmed.found.files)
+            try:
+                evaluated = int(await warm(req, tail=at_cursor, keep_live=True))
+            finally:
+                self._warming = None
+            _hold(self._window_grown, doc.uri, chars)
+            self.stats.windows_grown += 1
+            self.stats.warm_tokens += evaluated
+            return evaluated
+
+        return await self.scheduler.run(Priority.GROW, doc.uri, run)
+
+    def _grow_soon(
+        self, doc: Document, offset: int, settings: CompletionSettings, asked: Prompt
+    ) -> None:
+        """``grow`` the window of the prompt a request had, after a pause.
+
+        A pause in typing (``grow_after_s`` with no request in this document),
+        so that growing does not start and stop between keystrokes.
+        """
+        if (older := self._growing.pop(doc.uri, None)) is not None:
+            older.cancel()
+
+        async def later() -> None:
+            await asyncio.sleep(self.grow_after_s)
+            await self.grow(doc, offset, settings, asked)
+
+        task = asyncio.ensure_future(later())
+        self._growing[doc.uri] = task
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_consume)
+        task.add_done_callback(
+            lambda t: (
+                self._growing.pop(doc.uri, None)
+                if self._growing.get(doc.uri) is t
+                else None
+            )
+        )
+
+    @staticmethod
+    def _full_window(settings: CompletionSettings) -> int:
+        """Tokens of the window ``prefixChars`` asks for (about 3 chars a token)."""
+        return settings.prefix_chars // 3
 
     def prompt(
         self,
@@ -589,8 +696,9 @@ class CompletionEngine:
 
         The text after the cursor (what a keystroke affords), the context budget
         (what is left of the latency target), the context, then the text before
-        the cursor (what a cold prompt affords after that context). ``found``: a
-        context already built (a prefetch keeps its request's). ``record``: a
+        the cursor (what a cold prompt affords after that context; the longer
+        window grown in idle time where that costs no more new tokens). ``found``:
+        a context already built (a prefetch keeps its request's). ``record``: a
         request (kept as the last context, counted as a context change or not);
         a warm-up is not one.
         """
@@ -604,7 +712,42 @@ class CompletionEngine:
                 text = self.stats.last_context.get("text", "") if found.files else ""
                 self.changes.observe(doc.uri, text)
         window = self.window(doc.uri, doc.text, offset, settings, found.tokens)
+        window = self._grown(doc, offset, settings, found, window, suffix, record)
         return Prompt(attrs.evolve(window, suffix=suffix), seen, found, budget)
+
+    def _grown(
+        self,
+        doc: Document,
+        offset: int,
+        settings: CompletionSettings,
+        found: builder.Context,
+        window: Window,
+        suffix: str,
+        record: bool,
+    ) -> Window:
+        """The window grown in idle time (``grow``) where it costs no more.
+
+        That is, where the backend has no more of its prompt to evaluate than of
+        the prompt with ``window`` (the one the speed affords): the same context
+        and a cursor in the same region; otherwise ``window``.
+        """
+        grown = self._window_grown.get(doc.uri)
+        new_tokens = getattr(self.backend, "new_tokens", None)
+        if grown is None or new_tokens is None:
+            return window
+        longer = cursor_window(doc.text, offset, grown, settings.suffix_chars)
+        if longer.start >= window.start:
+            return window
+        cost_short = new_tokens(
+            self._request(doc, window.prefix, suffix, settings, found)
+        )
+        cost_long = new_tokens(
+            self._request(doc, longer.prefix, suffix, settings, found)
+        )
+        if cost_short is None or cost_long is None or cost_long > cost_short:
+            return window
+        self.stats.grown_prompts += record
+        return longer
 
     def window(
         self,
@@ -622,27 +765,42 @@ class CompletionEngine:
         is held per document through small changes of either. After the cursor:
         at most ``suffixChars`` (``prompt`` cuts it further).
         """
-        chars = settings.prefix_chars
-        window = cursor_window(text, offset, chars, settings.suffix_chars)
         if not getattr(self.backend, "loaded", False):
-            return window  # no tokenizer, no speed yet
+            # No tokenizer, no speed yet.
+            return cursor_window(
+                text, offset, settings.prefix_chars, settings.suffix_chars
+            )
         self._seed_speed()
-        cap = latency.window_tokens(self.meter, context_tokens, chars // 3)
-        held = self._window_held.get(uri)
-        if held is None or abs(cap - held) > latency.WINDOW_STEP:
+        cap = latency.window_tokens(
+            self.meter, context_tokens, settings.prefix_chars // 3
+        )
+        held = self._window_held.get(uri, cap)
+        if abs(cap - held) > latency.WINDOW_STEP:
             held = cap
         _hold(self._window_held, uri, held)
         self.window_cap = held
+        return self._fit(text, offset, settings, held)[0]
+
+    def _fit(
+        self, text: str, offset: int, settings: CompletionSettings, tokens: int
+    ) -> tuple[Window, int]:
+        """A window of at most ``tokens`` before the cursor, and its budget.
+
+        The budget: the characters it was cut to (at most ``prefixChars``),
+        which give the same start for cursors nearby.
+        """
+        chars = settings.prefix_chars
+        window = cursor_window(text, offset, chars, settings.suffix_chars)
         count = self.token_counter()
         for _ in range(4):
             # The lines before the cursor line: the same while typing on a line.
             head = window.prefix[: window.prefix.rfind("\n") + 1]
-            tokens = count(head)
-            if tokens <= held or chars <= 256:
+            counted = count(head)
+            if counted <= tokens or chars <= 256:
                 break
-            chars = max(256, int(chars * held / tokens * 0.95))
+            chars = max(256, int(chars * tokens / counted * 0.95))
             window = cursor_window(text, offset, chars, settings.suffix_chars)
-        return window
+        return window, chars
 
     def _cut_suffix(self, suffix: str, settings: CompletionSettings) -> str:
         """The part of ``suffix`` (the text after the cursor) the prompt gets.
@@ -994,6 +1152,9 @@ class CompletionEngine:
         self.debouncer.forget(uri)
         self.changes.forget(uri)
         self._window_held.pop(uri, None)
+        self._window_grown.pop(uri, None)
+        if (growing := self._growing.pop(uri, None)) is not None:
+            growing.cancel()
         self._budget_held.pop(uri, None)
         self.scheduler.cancel(uri)
         if (task := self._latest.pop(uri, None)) is not None:

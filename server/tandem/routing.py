@@ -429,10 +429,24 @@ class RoutedBackend:
         if self.local_first and keep is not None:
             keep(whole=whole)
 
-    async def warm(self, req: GenerateRequest, tail: bool = True) -> int:
+    def new_tokens(self, req: GenerateRequest) -> int | None:
+        """Tokens of ``req``'s prompt the in-process model has not cached.
+
+        None where this task does not go to that model first, or it cannot say.
+        """
+        local = self.router.local
+        count = getattr(local, "new_tokens", None)
+        if not self.local_first or count is None or not getattr(local, "loaded", True):
+            return None
+        result: int | None = count(req)
+        return result
+
+    async def warm(
+        self, req: GenerateRequest, tail: bool = True, keep_live: bool = False
+    ) -> int:
         """Put ``req``'s prompt into the in-process model's KV cache; tokens evaluated.
 
-        ``tail``: as ``LlamaCppBackend.warm``.
+        ``tail``, ``keep_live``: as ``LlamaCppBackend.warm``.
 
         Only when this task goes to the in-process model first and that model is
         loaded and can warm (nothing is generated); otherwise 0, and nothing is
@@ -443,7 +457,7 @@ class RoutedBackend:
         if not self.local_first or warm is None or not getattr(local, "loaded", True):
             return 0
         try:
-            return int(await warm(req, tail=tail))
+            return int(await warm(req, tail=tail, keep_live=keep_live))
         except BackendError as e:
             logger.debug("warming the local model failed: %s", e)
             return 0

@@ -7,6 +7,7 @@ warming a document's prompt into the KV cache) waits until no request is
 in progress and then runs one job at a time, most important first:
 
     request > following a generation in flight > prefetch > next edit > warm-up
+    > growing a warmed window
 
 Background jobs are keyed (a document URI): a newer job for the same key and
 priority replaces the one waiting. A job that is preempted, replaced or never
@@ -40,6 +41,8 @@ class Priority(enum.IntEnum):
     PREFETCH = 2
     NEXT_EDIT = 3
     WARM = 4
+    GROW = 5
+    """A longer window before the cursor for a prompt warmed already."""
 
 
 @attrs.define(eq=False)

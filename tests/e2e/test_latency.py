@@ -219,3 +219,61 @@ async def test_an_opened_document_is_warm_up_to_the_guessed_cursor() -> None:
         assert last["source"] == "model"
         assert last["cachedTokens"] > 100, last  # the head was warm
         assert last["newPromptTokens"] > 1, last  # the tail after a guess was not
+
+
+@pytest.mark.slow
+async def test_a_pause_grows_the_window_and_the_request_after_it_takes_it() -> None:
+    """On a slow machine (given: 85 prompt tokens/s, whatever this one does) a
+    cold prompt has a short window before the cursor; idle time after the
+    warm-up evaluates all of ``prefixChars``. A request while that runs still
+    finds the short prompt cached; the one after it takes the long window,
+    evaluating no more than the short one would."""
+    body = "".join(
+        f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
+        for i in range(120)  # longer than prefixChars
+    )
+    text = body + "def is_even(n: int) -> bool:\n    \n"
+    line = text.count("\n") - 1
+    slow = {**env(), "TANDEM_SPEED": "85/28"}
+    async with session(slow, options(prefetch=False)) as client:
+        await wait_for_state(client, "ready")
+        open_doc(client, URI, text)
+        client.protocol.notify(
+            "tandem/didFocus",
+            {"textDocument": {"uri": URI}, "position": {"line": line, "character": 4}},
+        )
+        for _ in range(3000):  # bounded: the warm-up runs when the model is free
+            state = await status(client)
+            if state["latency"]["scheduler"]["started"].get("grow"):
+                break
+            await asyncio.sleep(0.05)
+        assert state["stats"]["warmups"] == 1
+        short_tokens = state["latency"]["windowTokens"]
+        assert short_tokens == 256  # what 85 tokens/s afford a cold prompt
+        await complete(client, URI, types.Position(line=line, character=4))
+        state = await status(client)
+        asked = state["suggestions"][-1]
+        assert state["latency"]["scheduler"]["preempted"] == {"grow": 1}
+        # Saved before the growing started: the short prompt is all cached.
+        assert asked["newPromptTokens"] == 1, asked
+        assert asked["cachedTokens"] < 2 * short_tokens, asked
+
+        # A pause after the request grows its window again, to the end.
+        for _ in range(6000):
+            state = await status(client)
+            if (
+                state["stats"]["windows_grown"]
+                and not (state["latency"]["scheduler"]["running"])
+            ):
+                break
+            await asyncio.sleep(0.05)
+        assert state["stats"]["windows_grown"] == 1
+        # A new line typed (not what was shown: no answer from the cache).
+        edit(client, URI, 2, types.Position(line=line, character=4), "m = n\n    ")
+        await complete(client, URI, types.Position(line=line + 1, character=4))
+        state = await status(client)
+        typed = state["suggestions"][-1]
+        assert typed["source"] == "model", typed
+        assert state["stats"]["grown_prompts"] == 1
+        assert typed["cachedTokens"] > asked["cachedTokens"] + 500, typed
+        assert typed["newPromptTokens"] < 16, typed  # the tail, as with the short one

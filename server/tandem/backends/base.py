@@ -119,13 +119,21 @@ class WarmableBackend(Protocol):
     with ``getattr(backend, "warm", None)`` and skip warm-ups without it.
     """
 
-    async def warm(self, req: GenerateRequest) -> int:
-        """Evaluate ``req``'s prompt up to the FIM suffix marker into the KV cache.
+    async def warm(
+        self, req: GenerateRequest, tail: bool = True, keep_live: bool = False
+    ) -> int:
+        """Evaluate ``req``'s prompt into the KV cache.
 
-        No sampling. Returns the tokens newly evaluated (0: all cached). Runs
-        after the backend's other work, one job at a time; cancelling the
-        calling task stops it at the next prompt chunk (CancelledError).
+        ``tail`` false: up to the FIM suffix marker; ``keep_live``: save the
+        prompt cached now first. No sampling. Returns the tokens newly
+        evaluated (0: all cached). Runs after the backend's other work, one job
+        at a time; cancelling the calling task stops it at the next prompt
+        chunk (CancelledError).
         """
+        ...
+
+    def new_tokens(self, req: GenerateRequest) -> int | None:
+        """Tokens of ``req``'s prompt not in the KV cache (None: cannot say)."""
         ...
 
 

@@ -56,6 +56,8 @@ class FakeBackend:
         """Like the llama.cpp backend's ``warm``, when made with ``warm=True``."""
         self.warmed_tails: list[bool] = []
         """Their ``tail`` arguments."""
+        self.kept_live: list[bool] = []
+        """Their ``keep_live`` arguments."""
         self.warm_started = asyncio.Event()
         """Set when a warm-up starts."""
         self.warm_hold: asyncio.Event | None = None
@@ -125,10 +127,12 @@ class FakeBackend:
             self.cancelled += 1
             raise
 
-    async def _warm(self, req: GenerateRequest, tail: bool = True) -> int:
+    async def _warm(
+        self, req: GenerateRequest, tail: bool = True, keep_live: bool = False
+    ) -> int:
         """Record ``req`` as warmed; its prompt's words stand for the tokens.
 
-        ``tail``: recorded in ``warmed_tails``.
+        ``tail``: recorded in ``warmed_tails``; ``keep_live``: in ``kept_live``.
 
         With ``warm_hold`` set, it then waits on it (a long prompt under way).
         """
@@ -138,6 +142,8 @@ class FakeBackend:
         del self.warmed[:-100]
         self.warmed_tails.append(tail)
         del self.warmed_tails[:-100]
+        self.kept_live.append(keep_live)
+        del self.kept_live[:-100]
         self.warm_started.set()
         if self.warm_hold is not None:
             await self.warm_hold.wait()

@@ -667,7 +667,23 @@ class LlamaCppBackend:
             _Job(tokens, req.max_tokens, req.temperature, (), stats, req.logprobs)
         )
 
-    async def warm(self, req: GenerateRequest, tail: bool = True) -> int:
+    def new_tokens(self, req: GenerateRequest) -> int | None:
+        """Tokens of ``req``'s prompt that the KV cache does not hold.
+
+        Neither live nor in a saved prefix: what a request with it would
+        evaluate (None: not loaded). Read on the event loop while the worker
+        may be evaluating: a snapshot, good for choosing between prompts, not a
+        promise.
+        """
+        kv = self._kv
+        if kv is None or self._llm is None or self._closed:
+            return None
+        tokens = self.prompt_tokens(req)
+        return len(tokens) - kv.cached(tokens)
+
+    async def warm(
+        self, req: GenerateRequest, tail: bool = True, keep_live: bool = False
+    ) -> int:
         """Evaluate ``req``'s prompt into the KV cache, with no sampling.
 
         All of ``prompt_tokens(req)``, in order: its start (the context and the
@@ -675,7 +691,9 @@ class LlamaCppBackend:
         there; the rest (the text after the cursor and the FIM markers around
         it, which each keystroke changes the place of) serves a request made at
         this very cursor before any keystroke; ``tail`` false leaves it out
-        (the cursor is a guess). On the worker thread after
+        (the cursor is a guess). ``keep_live``: the prompt cached now is saved
+        first even where this one shares most of it (a request may still want
+        it: see ``KvCache.switch_to``). On the worker thread after
         any job before it. Returns how many tokens were newly evaluated (0: all
         cached already). Cancelling the calling task stops it at the next chunk
         (or inside one, where the abort callback is on) and raises
@@ -688,7 +706,9 @@ class LlamaCppBackend:
         loop = asyncio.get_running_loop()
         stop, abort = threading.Event(), threading.Event()
         self._keep_chunk = self._keep_tail = self._warm_tail = False
-        done = loop.run_in_executor(self._executor, self._warm, req, stop, abort, tail)
+        done = loop.run_in_executor(
+            self._executor, self._warm, req, stop, abort, tail, keep_live
+        )
         done.add_done_callback(_consume_exception)
         try:
             evaluated = await asyncio.shield(done)
@@ -725,6 +745,7 @@ class LlamaCppBackend:
         stop: threading.Event,
         abort: threading.Event,
         tail: bool = True,
+        keep_live: bool = False,
     ) -> int | None:
         """Worker: evaluate the prompt; None if stopped.
 
@@ -737,7 +758,7 @@ class LlamaCppBackend:
         self._abort_flag = abort
         try:
             tokens = self.prompt_tokens(req)
-            kv.switch_to(tokens)
+            kv.switch_to(tokens, keep_live)
             # The start (up to the FIM suffix marker) first: what typing at the
             # cursor keeps; then the tail, which serves a request right there.
             head = len(tokens)

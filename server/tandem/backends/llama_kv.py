@@ -192,7 +192,8 @@ class PrefixCache:
     def best(self, tokens: Sequence[int]) -> tuple[SavedPrefix | None, int]:
         """The saved prefix sharing the most leading tokens with ``tokens``."""
         found, shared = None, 0
-        for entry in self._entries:
+        # A copy: the event loop asks (``KvCache.cached``) while the worker adds.
+        for entry in list(self._entries):
             n = common_prefix(entry.tokens, tokens)
             if n > shared:
                 found, shared = entry, n
@@ -251,17 +252,23 @@ class KvCache:
         ids: list[int] = self.llm._input_ids.tolist()
         return ids
 
-    def switch_to(self, tokens: Sequence[int]) -> None:
+    def cached(self, tokens: Sequence[int]) -> int:
+        """How many leading ``tokens`` the live cache or a saved prefix holds."""
+        return max(common_prefix(self.tokens, tokens), self.saved.best(tokens)[1])
+
+    def switch_to(self, tokens: Sequence[int], keep_live: bool = False) -> None:
         """Before a job: bring back a saved prefix that serves it better.
 
-        The live prefix is saved first when the job would throw most of it away.
+        The live prefix is saved first when the job would throw most of it away,
+        or (``keep_live``) any sizeable part of it.
         """
         if not self.saved.max_bytes:
             return
         live = self.tokens
         shared = common_prefix(live, tokens)
         entry, saved_shared = self.saved.best(tokens)
-        if len(live) - shared >= MIN_SAVED_TOKENS and shared < len(live) // 2:
+        dropped = len(live) - shared
+        if dropped >= MIN_SAVED_TOKENS and (keep_live or shared < len(live) // 2):
             self._save(live)
         if entry is not None and saved_shared > shared:
             self._restore(entry, saved_shared)
