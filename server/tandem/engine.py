@@ -20,7 +20,12 @@ import attrs
 import cachetools
 
 from tandem import latency
-from tandem.backends.base import Backend, GenerateRequest, GenerationStats
+from tandem.backends.base import (
+    NOT_KEPT,
+    Backend,
+    GenerateRequest,
+    GenerationStats,
+)
 from tandem.cache import SUFFIX_CHARS, CompletionCache
 from tandem.config import CompletionSettings, ContextSettings
 from tandem.context import builder
@@ -115,6 +120,10 @@ TAIL_TOKENS = 16
 the prefix and the FIM markers."""
 
 
+GROW_KEY = "grow"
+"""The scheduler key of every ``grow``: a newer one replaces the one before."""
+
+
 LOCAL_BACKENDS = frozenset({"local", "llama_cpp", "fake"})
 """Backends whose spare time prefetching may use (nothing billed, nothing sent)."""
 
@@ -150,6 +159,8 @@ class Prompt:
     found: builder.Context
     budget: int
     """The context budget it was sized with (0 for a context given)."""
+    grown: bool = False
+    """Its window is the longer one grown in idle time (``CompletionEngine.grow``)."""
 
 
 def _memo_by_hash(count: Callable[[str], int]) -> Callable[[str], int]:
@@ -324,6 +335,7 @@ class CompletionEngine:
                     flight.task.cancel()
             await asyncio.sleep(wait_ms / 1000)  # a newer keystroke cancels it here
             prompt = self.prompt(doc, offset, settings, context)
+            self.stats.grown_prompts += prompt.grown
             warming = self._warming
             if (
                 warming is not None
@@ -593,8 +605,8 @@ class CompletionEngine:
 
         warmed: list[Prompt] = []
         evaluated = await self.scheduler.run(Priority.WARM, doc.uri, run)
-        if warmed:
-            await self.grow(doc, offset, settings, warmed[0], at_cursor)
+        if warmed and at_cursor:
+            self._grow_soon(doc, offset, settings, warmed[0], 0.0)
         return evaluated
 
     async def grow(
@@ -603,7 +615,6 @@ class CompletionEngine:
         offset: int,
         settings: CompletionSettings,
         warmed: Prompt,
-        at_cursor: bool = True,
     ) -> int | None:
         """After a warm-up, evaluate the whole window the settings ask for.
 
@@ -611,12 +622,14 @@ class CompletionEngine:
         so that a cold prompt is evaluated in the pause before the user types.
         A longer pause pays for more: this evaluates ``warmed``'s prompt with
         the window ``prefixChars`` asks for (same context, same text after the
-        cursor) at the lowest priority, any request or warm-up preempting it.
-        The prompt cached before is saved first, so a request meanwhile still
-        finds it. Once done, requests in this document take the longer window
-        whenever it costs them no more new tokens than the short one
+        cursor) at the lowest priority, any request or warm-up preempting it,
+        one document at a time (the newest). The prompt cached before is saved
+        first, so a request meanwhile still finds it; where it cannot be saved
+        nothing grows. Once done, requests in this document take the longer
+        window whenever it costs them no more new tokens than the short one
         (``prompt``). Returns the tokens evaluated; None when not done (not
-        needed, preempted, or the backend cannot tell what it has cached).
+        needed, preempted, not kept, or the backend cannot tell what it has
+        cached).
         """
         warm = getattr(self.backend, "warm", None)
         new_tokens = getattr(self.backend, "new_tokens", None)
@@ -636,33 +649,45 @@ class CompletionEngine:
             req = self._request(
                 doc, window.prefix, window.suffix, settings, warmed.found
             )
-            if self._window_grown.get(doc.uri) == chars and not new_tokens(req):
-                return 0  # grown and cached already
-            self._warming = (doc.uri, window, warmed.found.files)
-            try:
-                evaluated = int(await warm(req, tail=at_cursor, keep_live=True))
-            finally:
-                self._warming = None
+            new = new_tokens(req)
+            if new is None:
+                return None  # not the in-process model's (or not loaded)
+            evaluated = 0
+            if new:  # not cached (or only saved) yet
+                self._warming = (doc.uri, window, warmed.found.files)
+                try:
+                    evaluated = int(await warm(req, keep_live=True))
+                finally:
+                    self._warming = None
+                if evaluated == NOT_KEPT:
+                    return None
+                self.stats.windows_grown += 1
+                self.stats.warm_tokens += evaluated
             _hold(self._window_grown, doc.uri, chars)
-            self.stats.windows_grown += 1
-            self.stats.warm_tokens += evaluated
             return evaluated
 
-        return await self.scheduler.run(Priority.GROW, doc.uri, run)
+        return await self.scheduler.run(Priority.GROW, GROW_KEY, run)
 
     def _grow_soon(
-        self, doc: Document, offset: int, settings: CompletionSettings, asked: Prompt
+        self,
+        doc: Document,
+        offset: int,
+        settings: CompletionSettings,
+        asked: Prompt,
+        after_s: float | None = None,
     ) -> None:
-        """``grow`` the window of the prompt a request had, after a pause.
+        """``grow`` the window of a prompt warmed or asked, after a pause.
 
-        A pause in typing (``grow_after_s`` with no request in this document),
-        so that growing does not start and stop between keystrokes.
+        A pause in typing (``after_s``, by default ``grow_after_s``, with no
+        request in this document), so that growing does not start and stop
+        between keystrokes. A request in the document cancels it, waiting or
+        running.
         """
         if (older := self._growing.pop(doc.uri, None)) is not None:
             older.cancel()
 
         async def later() -> None:
-            await asyncio.sleep(self.grow_after_s)
+            await asyncio.sleep(self.grow_after_s if after_s is None else after_s)
             await self.grow(doc, offset, settings, asked)
 
         task = asyncio.ensure_future(later())
@@ -711,9 +736,11 @@ class CompletionEngine:
             if record:
                 text = self.stats.last_context.get("text", "") if found.files else ""
                 self.changes.observe(doc.uri, text)
-        window = self.window(doc.uri, doc.text, offset, settings, found.tokens)
-        window = self._grown(doc, offset, settings, found, window, suffix, record)
-        return Prompt(attrs.evolve(window, suffix=suffix), seen, found, budget)
+        short = self.window(doc.uri, doc.text, offset, settings, found.tokens)
+        window = self._grown(doc, offset, settings, found, short, suffix)
+        return Prompt(
+            attrs.evolve(window, suffix=suffix), seen, found, budget, window != short
+        )
 
     def _grown(
         self,
@@ -723,7 +750,6 @@ class CompletionEngine:
         found: builder.Context,
         window: Window,
         suffix: str,
-        record: bool,
     ) -> Window:
         """The window grown in idle time (``grow``) where it costs no more.
 
@@ -746,7 +772,6 @@ class CompletionEngine:
         )
         if cost_short is None or cost_long is None or cost_long > cost_short:
             return window
-        self.stats.grown_prompts += record
         return longer
 
     def window(

@@ -225,9 +225,11 @@ async def test_an_opened_document_is_warm_up_to_the_guessed_cursor() -> None:
 async def test_a_pause_grows_the_window_and_the_request_after_it_takes_it() -> None:
     """On a slow machine (given: 85 prompt tokens/s, whatever this one does) a
     cold prompt has a short window before the cursor; idle time after the
-    warm-up evaluates all of ``prefixChars``. A request while that runs still
-    finds the short prompt cached; the one after it takes the long window,
-    evaluating no more than the short one would."""
+    warm-up evaluates all of ``prefixChars``. A request while that runs finds
+    its prompt cached all the same (the short one, saved before the growing
+    began, or the long one where the growing was done first: this machine's
+    speed decides); a request after it takes the long window, evaluating no
+    more than with the short one."""
     body = "".join(
         f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
         for i in range(120)  # longer than prefixChars
@@ -248,32 +250,30 @@ async def test_a_pause_grows_the_window_and_the_request_after_it_takes_it() -> N
                 break
             await asyncio.sleep(0.05)
         assert state["stats"]["warmups"] == 1
-        short_tokens = state["latency"]["windowTokens"]
-        assert short_tokens == 256  # what 85 tokens/s afford a cold prompt
+        assert state["latency"]["windowTokens"] == 256  # what 85 tokens/s afford
         await complete(client, URI, types.Position(line=line, character=4))
-        state = await status(client)
-        asked = state["suggestions"][-1]
-        assert state["latency"]["scheduler"]["preempted"] == {"grow": 1}
-        # Saved before the growing started: the short prompt is all cached.
-        assert asked["newPromptTokens"] == 1, asked
-        assert asked["cachedTokens"] < 2 * short_tokens, asked
+        asked = (await status(client))["suggestions"][-1]
+        assert asked["source"] == "model"
+        assert asked["newPromptTokens"] == 1, asked  # all cached (but the last)
 
-        # A pause after the request grows its window again, to the end.
+        # A pause after the request grows its window (again, if it was cut short).
         for _ in range(6000):
             state = await status(client)
-            if (
-                state["stats"]["windows_grown"]
-                and not (state["latency"]["scheduler"]["running"])
+            if state["stats"]["windows_grown"] and not (
+                state["latency"]["scheduler"]["running"]
+                or state["latency"]["scheduler"]["waiting"]
             ):
                 break
             await asyncio.sleep(0.05)
-        assert state["stats"]["windows_grown"] == 1
+        assert state["stats"]["windows_grown"] >= 1
+        grown_before = state["stats"]["grown_prompts"]
         # A new line typed (not what was shown: no answer from the cache).
         edit(client, URI, 2, types.Position(line=line, character=4), "m = n\n    ")
         await complete(client, URI, types.Position(line=line + 1, character=4))
         state = await status(client)
         typed = state["suggestions"][-1]
         assert typed["source"] == "model", typed
-        assert state["stats"]["grown_prompts"] == 1
-        assert typed["cachedTokens"] > asked["cachedTokens"] + 500, typed
+        assert state["stats"]["grown_prompts"] == grown_before + 1
+        # The whole window (~1,300 tokens) cached, the short one 256 or so.
+        assert typed["cachedTokens"] > 900, typed
         assert typed["newPromptTokens"] < 16, typed  # the tail, as with the short one

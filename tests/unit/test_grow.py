@@ -6,7 +6,7 @@ import asyncio
 
 import attrs
 
-from tandem.backends.base import GenerateRequest
+from tandem.backends.base import NOT_KEPT, GenerateRequest
 from tandem.backends.fake import FakeBackend
 from tandem.config import CompletionSettings, ContextSettings
 from tandem.engine import CompletionEngine, Document
@@ -37,6 +37,10 @@ class Cached(FakeBackend):
         self.warm = self._warm_cached
         self.growing = asyncio.Event()
         """Set when a growing stops half way (at ``grow_hold``)."""
+        self.keeps = True
+        """Whether the prompt cached before a growing can be kept (saved)."""
+        self.counts = True
+        """Whether it can tell what is cached (False: ``new_tokens`` is None)."""
         self.grow_hold: asyncio.Event | None = None
         """When set, a warm-up that keeps the live prompt (a growing) stops half
         way through its prompt until it is set (a request preempts it)."""
@@ -44,7 +48,9 @@ class Cached(FakeBackend):
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def new_tokens(self, req: GenerateRequest) -> int:
+    def new_tokens(self, req: GenerateRequest) -> int | None:
+        if not self.counts:
+            return None
         tokens = words(req)
         cached = max((_shared(c, tokens) for c in [self.live, *self.saved]), default=0)
         return len(tokens) - cached
@@ -52,7 +58,9 @@ class Cached(FakeBackend):
     async def _warm_cached(
         self, req: GenerateRequest, tail: bool = True, keep_live: bool = False
     ) -> int:
-        new = self.new_tokens(req)
+        new = self.new_tokens(req) or 0
+        if keep_live and not self.keeps:
+            return NOT_KEPT
         await self._warm(req, tail, keep_live)
         if keep_live:
             self.saved.append(self.live)
@@ -73,6 +81,12 @@ def _shared(a: list[str], b: list[str]) -> int:
     return n
 
 
+async def warm_and_grow(engine: CompletionEngine) -> None:
+    """A warm-up at ``AT``, and the growing after it."""
+    await engine.warm(DOC, AT, ROOMY, ContextSettings())
+    await engine._growing[DOC.uri]
+
+
 async def _asked(backend: Cached, engine: CompletionEngine, offset: int) -> str:
     backend.enqueue(["x\n"])
     await engine.complete(DOC, offset, ROOMY, ContextSettings())
@@ -84,7 +98,7 @@ async def _asked(backend: Cached, engine: CompletionEngine, offset: int) -> str:
 async def test_idle_time_grows_the_window_and_the_request_after_it_takes_it() -> None:
     backend = Cached(80.0)
     engine = CompletionEngine(backend)
-    await engine.warm(DOC, AT, ROOMY, ContextSettings())
+    await warm_and_grow(engine)
     short, grown = backend.warmed
     # The short window first (what 80 tokens/s afford), then all of prefixChars,
     # with the short prompt kept for a request that preempts the growing.
@@ -101,7 +115,7 @@ async def test_idle_time_grows_the_window_and_the_request_after_it_takes_it() ->
 async def test_a_request_takes_the_short_window_where_the_long_one_costs_more() -> None:
     backend = Cached(80.0)
     engine = CompletionEngine(backend)
-    await engine.warm(DOC, AT, ROOMY, ContextSettings())
+    await warm_and_grow(engine)
     short = backend.warmed[0]
     backend.live, backend.saved = [], []  # the KV cache went to other prompts
     assert await _asked(backend, engine, AT) == short.prompt
@@ -113,23 +127,24 @@ async def test_a_request_while_the_window_grows_finds_the_short_prompt_cached() 
     backend.grow_hold = asyncio.Event()
     engine = CompletionEngine(backend)
     engine.grow_after_s = 3600.0  # no growing after the request
-    warming = asyncio.ensure_future(engine.warm(DOC, AT, ROOMY, ContextSettings()))
+    warmed = await engine.warm(DOC, AT, ROOMY, ContextSettings())
     await backend.growing.wait()  # the short warm-up is done, the growing holds
     short = backend.warmed[0]
+    assert warmed == len(words(short))
     assert backend.new_tokens(short) == 0  # kept (saved), though no longer live
+    growing = engine._growing[DOC.uri]
     asked = await _asked(backend, engine, AT)  # preempts the growing
-    assert await warming is not None
+    assert growing.cancelled()
     assert asked == short.prompt
     assert engine.stats.windows_grown == 0
     assert engine.stats.grown_prompts == 0
-    assert engine.scheduler.stats.preempted == {"grow": 1}
     engine.forget(DOC.uri)
 
 
 async def test_nothing_grows_where_the_speed_affords_the_whole_window() -> None:
     backend = Cached(5000.0)
     engine = CompletionEngine(backend)
-    await engine.warm(DOC, AT, ROOMY, ContextSettings())
+    await warm_and_grow(engine)
     assert len(backend.warmed) == 1
     assert engine.stats.windows_grown == 0
 
@@ -160,3 +175,54 @@ async def test_typing_on_puts_the_growing_off() -> None:
     await asyncio.sleep(0)
     assert second.cancelled() and DOC.uri not in engine._growing
     assert not backend.warmed
+
+
+async def test_nothing_grows_where_the_prompt_before_cannot_be_kept() -> None:
+    # No prefix cache (or one too small): a request during the growing would
+    # evaluate the short prompt again, so there is none.
+    backend = Cached(80.0)
+    backend.keeps = False
+    engine = CompletionEngine(backend)
+    await warm_and_grow(engine)
+    assert backend.warmed == backend.warmed[:1]
+    assert engine.stats.windows_grown == 0
+    assert DOC.uri not in engine._window_grown
+
+
+async def test_nothing_grows_where_the_backend_cannot_tell_what_it_cached() -> None:
+    backend = Cached(80.0)
+    backend.counts = False  # e.g. a server or cloud backend first
+    engine = CompletionEngine(backend)
+    await warm_and_grow(engine)
+    assert len(backend.warmed) == 1
+    assert engine.stats.windows_grown == 0
+    assert DOC.uri not in engine._window_grown
+
+
+async def test_closing_the_document_stops_its_growing() -> None:
+    backend = Cached(80.0)
+    backend.grow_hold = asyncio.Event()
+    engine = CompletionEngine(backend)
+    await engine.warm(DOC, AT, ROOMY, ContextSettings())
+    await backend.growing.wait()
+    growing = engine._growing[DOC.uri]
+    engine.forget(DOC.uri)
+    await asyncio.sleep(0)
+    assert growing.cancelled()
+    assert engine.stats.windows_grown == 0 and DOC.uri not in engine._window_grown
+
+
+async def test_one_document_grows_at_a_time() -> None:
+    backend = Cached(80.0)
+    backend.grow_hold = asyncio.Event()
+    engine = CompletionEngine(backend)
+    other = Document("file:///m.py", LONG, "python", "m.py")
+    await engine.warm(DOC, AT, ROOMY, ContextSettings())
+    await backend.growing.wait()
+    first = engine._growing[DOC.uri]
+    await engine.warm(other, AT, ROOMY, ContextSettings())  # preempts it
+    backend.grow_hold.set()
+    await engine._growing[other.uri]
+    assert await first is None  # replaced by the newer growing
+    assert engine.stats.windows_grown == 1
+    assert list(engine._window_grown) == [other.uri]

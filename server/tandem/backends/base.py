@@ -112,6 +112,11 @@ class Backend(Protocol):
         ...
 
 
+NOT_KEPT = -1
+"""What ``warm`` with ``keep_live`` returns when the prompt cached before could not
+be kept (no prefix cache, or one too small for it): nothing was evaluated."""
+
+
 class WarmableBackend(Protocol):
     """A backend that can evaluate a prompt's stable part ahead of a request.
 

@@ -30,6 +30,7 @@ import attrs
 from tandem import fim
 from tandem.backends import llama_kv, llama_vocab
 from tandem.backends.base import (
+    NOT_KEPT,
     BackendConfigError,
     BackendError,
     BackendUnavailable,
@@ -678,8 +679,7 @@ class LlamaCppBackend:
         kv = self._kv
         if kv is None or self._llm is None or self._closed:
             return None
-        tokens = self.prompt_tokens(req)
-        return len(tokens) - kv.cached(tokens)
+        return kv.new_tokens(self.prompt_tokens(req))
 
     async def warm(
         self, req: GenerateRequest, tail: bool = True, keep_live: bool = False
@@ -693,7 +693,10 @@ class LlamaCppBackend:
         this very cursor before any keystroke; ``tail`` false leaves it out
         (the cursor is a guess). ``keep_live``: the prompt cached now is saved
         first even where this one shares most of it (a request may still want
-        it: see ``KvCache.switch_to``). On the worker thread after
+        it: see ``KvCache.switch_to``), and ``NOT_KEPT`` is returned, nothing
+        evaluated, where it cannot be (no prefix cache, or too small for it);
+        the saved copy is dropped once this prompt is all in. On the worker
+        thread after
         any job before it. Returns how many tokens were newly evaluated (0: all
         cached already). Cancelling the calling task stops it at the next chunk
         (or inside one, where the abort callback is on) and raises
@@ -758,7 +761,8 @@ class LlamaCppBackend:
         self._abort_flag = abort
         try:
             tokens = self.prompt_tokens(req)
-            kv.switch_to(tokens, keep_live)
+            if not kv.switch_to(tokens, keep_live):
+                return NOT_KEPT
             # The start (up to the FIM suffix marker) first: what typing at the
             # cursor keeps; then the tail, which serves a request right there.
             head = len(tokens)
@@ -776,14 +780,18 @@ class LlamaCppBackend:
                 evaluated += kv.evaluate(tokens, len(tokens), stop)
         except llama_kv.Stopped:
             self.counters.prompt_chunk_stops += 1
+            kv.partial = keep_live
             return None
         except RuntimeError as e:
             if abort.is_set():  # llama_decode aborted by our callback
                 self.counters.prompt_aborts += 1
+                kv.partial = keep_live
                 return None
             raise BackendError(f"llama.cpp failed: {e}") from e
         finally:
             self._abort_flag = None
+        if keep_live:
+            kv.drop_kept()  # this prompt serves whatever the kept one did
         self.counters.warm_runs += 1
         self.counters.warm_tokens += evaluated
         return evaluated

@@ -241,6 +241,11 @@ class KvCache:
         self._shifted = False
         """Positions were shifted and no decode has applied the shift to the
         keys yet: a saved state would hold keys for the old positions."""
+        self.partial = False
+        """The live cache is the start of a prompt a ``keep_live`` job (a longer
+        version of the prompt it kept) was stopped in: not worth saving."""
+        self.kept: SavedPrefix | None = None
+        """What the last ``switch_to`` saved."""
         self.reuse_min = reuse_min
         """Shortest run of cached tokens moved to a new place (0: none is);
         needs a context of two sequences whose positions llama.cpp can shift
@@ -252,26 +257,47 @@ class KvCache:
         ids: list[int] = self.llm._input_ids.tolist()
         return ids
 
-    def cached(self, tokens: Sequence[int]) -> int:
-        """How many leading ``tokens`` the live cache or a saved prefix holds."""
-        return max(common_prefix(self.tokens, tokens), self.saved.best(tokens)[1])
+    def new_tokens(self, tokens: Sequence[int]) -> int:
+        """What a job with ``tokens`` would evaluate.
 
-    def switch_to(self, tokens: Sequence[int], keep_live: bool = False) -> None:
+        Those past the longest cached start, live or saved; one more where only
+        a saved prefix holds it (its restore is a copy of its KV state).
+        """
+        live = common_prefix(self.tokens, tokens)
+        saved = self.saved.best(tokens)[1]
+        return len(tokens) - live if live >= saved else len(tokens) - saved + 1
+
+    def switch_to(self, tokens: Sequence[int], keep_live: bool = False) -> bool:
         """Before a job: bring back a saved prefix that serves it better.
 
         The live prefix is saved first when the job would throw most of it away,
-        or (``keep_live``) any sizeable part of it.
+        or (``keep_live``) any sizeable part of it. Returns False when
+        ``keep_live`` asked for a save that could not be made (no prefix cache,
+        or a state bigger than it). The live prefix is never saved when it is
+        what a stopped ``keep_live`` job left half done (``partial``).
         """
-        if not self.saved.max_bytes:
-            return
         live = self.tokens
         shared = common_prefix(live, tokens)
-        entry, saved_shared = self.saved.best(tokens)
         dropped = len(live) - shared
-        if dropped >= MIN_SAVED_TOKENS and (keep_live or shared < len(live) // 2):
-            self._save(live)
+        keep = dropped >= MIN_SAVED_TOKENS and (keep_live or shared < len(live) // 2)
+        partial, self.partial = self.partial, False
+        self.kept = None
+        if not self.saved.max_bytes:
+            return not (keep_live and keep)
+        entry, saved_shared = self.saved.best(tokens)
+        if keep and not partial:
+            self.kept = self._save(live)
+            if keep_live and self.kept is None:
+                return False
         if entry is not None and saved_shared > shared:
             self._restore(entry, saved_shared)
+        return True
+
+    def drop_kept(self) -> None:
+        """Forget the prefix the last ``switch_to`` saved (its job superseded it)."""
+        if self.kept is not None:
+            self.saved.take(self.kept)
+            self.kept = None
 
     def evaluate(
         self,
@@ -382,20 +408,23 @@ class KvCache:
         llama_cpp.llama_memory_seq_rm(memory, PARKED, -1, -1)
         self._parked, self._parked_at = (), 0
 
-    def _save(self, live: list[int]) -> None:
+    def _save(self, live: list[int]) -> SavedPrefix | None:
         import llama_cpp
 
         if self._shifted:
-            return  # its keys still wait for the shift (a stop right after a move)
+            return None  # its keys still wait for the shift (a stop after a move)
         ctx = self.llm._ctx.ctx
         size = llama_cpp.llama_state_seq_get_size(ctx, 0)
         if size > self.saved.max_bytes:
-            return
+            return None
         buf = (ctypes.c_uint8 * size)()
         n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
-        if n and self.saved.add(SavedPrefix(tuple(live), bytes(buf)[:n])):
-            self.counters.states_saved += 1
-            logger.debug("saved a KV prefix of %d tokens (%d bytes)", len(live), n)
+        entry = SavedPrefix(tuple(live), ctypes.string_at(buf, n))
+        if not n or not self.saved.add(entry):
+            return None
+        self.counters.states_saved += 1
+        logger.debug("saved a KV prefix of %d tokens (%d bytes)", len(live), n)
+        return entry
 
     def _restore(self, entry: SavedPrefix, shared: int) -> None:
         import llama_cpp
@@ -405,8 +434,11 @@ class KvCache:
             return
         llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
         self._parked, self._parked_at = (), 0  # cleared with the rest
-        buf = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data)
-        if not llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(buf), 0):
+        data = ctypes.c_char_p(entry.data)  # read in place, not copied
+        buf = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint8))
+        if not llama_cpp.llama_state_seq_set_data(
+            llm._ctx.ctx, buf, len(entry.data), 0
+        ):
             logger.debug("a saved KV prefix could not be restored")
             llm.n_tokens = 0
             return
