@@ -130,10 +130,15 @@ class CompletionSettings:
     warm_up: bool = True
     """Evaluate a document's prompt (context, the text before the cursor, and
     where the editor reported the cursor the text after it) in idle time when it
-    is opened or focused, so its first completion does not start cold; and on a
-    machine too slow for all of prefixChars in a cold prompt, evaluate the
-    longer window in idle time after a warm-up or a completion, for the
-    completions after it. In-process model only; any request comes first."""
+    is opened or focused, so its first completion does not start cold.
+    In-process model only; any request comes first."""
+    grow_window: bool = False
+    """On a machine too slow for all of prefixChars in a cold prompt, evaluate
+    that longer window in idle time (after a warm-up at the cursor, or a
+    completion and a second with no request) and give it to the completions
+    after it where it costs them no more. Off: on real packages it changed no
+    measured score beyond noise, and it costs idle CPU (see README). Needs
+    warmUp and local.prefixCacheMb; in-process model only."""
 
 
 @attrs.frozen

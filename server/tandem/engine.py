@@ -353,7 +353,7 @@ class CompletionEngine:
                     doc, offset, settings, context, "model", prompt=prompt
                 )
                 result = await self._await(flight)
-            if settings.warm_up:
+            if settings.warm_up and settings.grow_window:
                 self._grow_soon(doc, offset, settings, prompt)
             result = attrs.evolve(result, debounce_ms=wait_ms)
             return self._record(doc.uri, result, started)
@@ -605,7 +605,7 @@ class CompletionEngine:
 
         warmed: list[Prompt] = []
         evaluated = await self.scheduler.run(Priority.WARM, doc.uri, run)
-        if warmed and at_cursor:
+        if warmed and at_cursor and settings.grow_window:
             self._grow_soon(doc, offset, settings, warmed[0], 0.0)
         return evaluated
 

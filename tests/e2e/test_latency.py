@@ -237,7 +237,7 @@ async def test_a_pause_grows_the_window_and_the_request_after_it_takes_it() -> N
     text = body + "def is_even(n: int) -> bool:\n    \n"
     line = text.count("\n") - 1
     slow = {**env(), "TANDEM_SPEED": "85/28"}
-    async with session(slow, options(prefetch=False)) as client:
+    async with session(slow, options(prefetch=False, growWindow=True)) as client:
         await wait_for_state(client, "ready")
         open_doc(client, URI, text)
         client.protocol.notify(

@@ -12,7 +12,7 @@ from tandem.config import CompletionSettings, ContextSettings
 from tandem.engine import CompletionEngine, Document
 
 FAST = CompletionSettings(debounce_ms=0, adaptive_debounce=False, prefetch=False)
-ROOMY = attrs.evolve(FAST, suffix_chars=1200)
+ROOMY = attrs.evolve(FAST, suffix_chars=1200, grow_window=True)
 LONG = "".join(f"def f{i}(a, b):\n    return a + b + {i}\n\n" for i in range(200))
 AT = LONG.index("return a + b + 150") + 4
 DOC = Document("file:///l.py", LONG, "python", "l.py")
@@ -226,3 +226,13 @@ async def test_one_document_grows_at_a_time() -> None:
     assert await first is None  # replaced by the newer growing
     assert engine.stats.windows_grown == 1
     assert list(engine._window_grown) == [other.uri]
+
+
+async def test_nothing_grows_by_default() -> None:
+    backend = Cached(80.0)
+    engine = CompletionEngine(backend)
+    settings = attrs.evolve(ROOMY, grow_window=False)
+    await engine.warm(DOC, AT, settings, ContextSettings())
+    backend.enqueue(["x\n"])
+    await engine.complete(DOC, AT, settings, ContextSettings())
+    assert not engine._growing and len(backend.warmed) == 1
