@@ -25,6 +25,21 @@ CURSOR = types.Position(line=2, character=4)
 URI = "file:///work/project/pal.py"
 
 
+HELPERS = "".join(
+    f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
+    for i in range(120)  # longer than prefixChars: opening warms the top only
+)
+
+
+def focus(client: LanguageClient, text: str, line: int) -> None:
+    """Open ``text`` and report the cursor at column 4 of ``line``."""
+    open_doc(client, URI, text)
+    client.protocol.notify(
+        "tandem/didFocus",
+        {"textDocument": {"uri": URI}, "position": {"line": line, "character": 4}},
+    )
+
+
 def env() -> dict[str, str]:
     return {"TANDEM_MODEL": str(qwen_model())}
 
@@ -162,19 +177,12 @@ async def test_context_budget_follows_the_speed() -> None:
 async def test_a_focused_document_is_warm_before_the_first_request() -> None:
     """``tandem/didFocus`` with the cursor line: the prompt a request there gets
     is in the KV cache before the user asks."""
-    body = "".join(
-        f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
-        for i in range(120)  # longer than prefixChars: opening warms the top only
-    )
+    body = HELPERS
     text = body + "def is_even(n: int) -> bool:\n    \n"
     line = text.count("\n") - 1
     async with session(env(), options(prefetch=False)) as client:
         await wait_for_state(client, "ready")
-        open_doc(client, URI, text)
-        client.protocol.notify(
-            "tandem/didFocus",
-            {"textDocument": {"uri": URI}, "position": {"line": line, "character": 4}},
-        )
+        focus(client, text, line)
         for _ in range(3000):  # bounded: the warm-up runs when the model is free
             state = await status(client)
             scheduler = state["latency"]["scheduler"]
@@ -196,10 +204,7 @@ async def test_an_opened_document_is_warm_up_to_the_guessed_cursor() -> None:
     editors put the cursor of a newly opened file, the end of its first window,
     but not the text after that guess: a request there finds the head cached and
     evaluates only the tail (the text after the cursor and the FIM markers)."""
-    body = "".join(
-        f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
-        for i in range(120)  # longer than prefixChars
-    )
+    body = HELPERS
     prefix_chars = 4000
     guess = body.rfind("\n", 0, prefix_chars) + 1
     at = types.Position(line=body[:guess].count("\n"), character=0)
@@ -230,20 +235,13 @@ async def test_a_pause_grows_the_window_and_the_request_after_it_takes_it() -> N
     began, or the long one where the growing was done first: this machine's
     speed decides); a request after it takes the long window, evaluating no
     more than with the short one."""
-    body = "".join(
-        f"def helper_{i}(value: int) -> int:\n    return value * {i}\n\n\n"
-        for i in range(120)  # longer than prefixChars
-    )
+    body = HELPERS
     text = body + "def is_even(n: int) -> bool:\n    \n"
     line = text.count("\n") - 1
     slow = {**env(), "TANDEM_SPEED": "85/28"}
     async with session(slow, options(prefetch=False, growWindow=True)) as client:
         await wait_for_state(client, "ready")
-        open_doc(client, URI, text)
-        client.protocol.notify(
-            "tandem/didFocus",
-            {"textDocument": {"uri": URI}, "position": {"line": line, "character": 4}},
-        )
+        focus(client, text, line)
         for _ in range(3000):  # bounded: the warm-up runs when the model is free
             state = await status(client)
             if state["latency"]["scheduler"]["started"].get("grow"):

@@ -8,6 +8,7 @@ import attrs
 
 from tandem.backends.base import NOT_KEPT, GenerateRequest
 from tandem.backends.fake import FakeBackend
+from tandem.backends.llama_kv import common_prefix
 from tandem.config import CompletionSettings, ContextSettings
 from tandem.engine import CompletionEngine, Document
 
@@ -52,7 +53,9 @@ class Cached(FakeBackend):
         if not self.counts:
             return None
         tokens = words(req)
-        cached = max((_shared(c, tokens) for c in [self.live, *self.saved]), default=0)
+        cached = max(
+            (common_prefix(c, tokens) for c in [self.live, *self.saved]), default=0
+        )
         return len(tokens) - cached
 
     async def _warm_cached(
@@ -70,15 +73,6 @@ class Cached(FakeBackend):
                 await self.grow_hold.wait()
         self.live = words(req)
         return new
-
-
-def _shared(a: list[str], b: list[str]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 async def warm_and_grow(engine: CompletionEngine) -> None:
