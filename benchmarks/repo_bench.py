@@ -245,15 +245,18 @@ def _utf16(case: Case) -> int:
 class Raw:
     """llama.cpp called directly on the current file only."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(
+        self, model: str, prefix: int = RAW_PREFIX, suffix: int = RAW_SUFFIX
+    ) -> None:
         from llama_cpp import Llama
 
         self.llm = Llama(model_path=model, n_ctx=4096, verbose=False)
+        self.prefix, self.suffix = prefix, suffix
 
     def complete(self, case: Case, max_tokens: int) -> tuple[str, float]:
         text, offset = case.text, case.offset
-        prefix = text[max(0, offset - RAW_PREFIX) : offset]
-        suffix = text[offset : offset + RAW_SUFFIX]
+        prefix = text[max(0, offset - self.prefix) : offset]
+        suffix = text[offset : offset + self.suffix]
         llm = self.llm
         tokens = (
             llm.tokenize(b"<|fim_prefix|>", add_bos=False, special=True)
@@ -300,7 +303,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     arms = {a: s for a, s in arms.items() if a in args.arms}
     results: dict[str, list[dict[str, Any]]] = {a: [] for a in args.arms}
-    raw = Raw(args.model) if "raw" in args.arms else None
+    raw = Raw(args.model, *args.raw) if "raw" in args.arms else None
     for package, root in roots.items():
         eds: dict[str, Editor] = {}
         async with contextlib.AsyncExitStack() as stack:
@@ -416,6 +419,14 @@ def main() -> None:
         "--settings",
         help='JSON of "tandem" settings for every tandem arm (e.g. '
         '\'{"context": {"floorTokens": 256}}\'); "off" keeps the context off',
+    )
+    parser.add_argument(
+        "--raw",
+        nargs=2,
+        type=int,
+        default=[RAW_PREFIX, RAW_SUFFIX],
+        metavar=("BEFORE", "AFTER"),
+        help="characters before and after the cursor in the raw call's prompt",
     )
     parser.add_argument("--rows", help="write every case's result per arm (JSON) here")
     parser.add_argument("-v", "--verbose", action="store_true")
