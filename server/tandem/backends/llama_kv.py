@@ -192,7 +192,7 @@ class PrefixCache:
     def best(self, tokens: Sequence[int]) -> tuple[SavedPrefix | None, int]:
         """The saved prefix sharing the most leading tokens with ``tokens``."""
         found, shared = None, 0
-        # A copy: the event loop asks (``KvCache.cached``) while the worker adds.
+        # A copy: the event loop asks (``KvCache.new_tokens``) while the worker adds.
         for entry in list(self._entries):
             n = common_prefix(entry.tokens, tokens)
             if n > shared:
