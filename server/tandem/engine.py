@@ -759,7 +759,7 @@ class CompletionEngine:
         """
         grown = self._window_grown.get(doc.uri)
         new_tokens = getattr(self.backend, "new_tokens", None)
-        if grown is None or new_tokens is None:
+        if grown is None or new_tokens is None or not settings.grow_window:
             return window
         longer = cursor_window(doc.text, offset, grown, settings.suffix_chars)
         if longer.start >= window.start:
