@@ -797,7 +797,7 @@ class CompletionEngine:
             )
         self._seed_speed()
         cap = latency.window_tokens(
-            self.meter, context_tokens, settings.prefix_chars // 3
+            self.meter, context_tokens, self._full_window(settings)
         )
         held = self._window_held.get(uri, cap)
         if abs(cap - held) > latency.WINDOW_STEP:
