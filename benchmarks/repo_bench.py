@@ -9,6 +9,10 @@ Packages are downloaded from PyPI at run time into a scratch folder (cached unde
 - ``line``: a whole statement inside a function body; the cursor stands after its
   indentation. Exact match (EM) and edit similarity (ES, difflib's ratio) of the
   first line, as CrossCodeEval scores them.
+- ``xline``: likewise, but only statements that use something defined in another
+  module of the package (a module member through ``module.name``, or a name
+  imported from a package module), as CrossCodeEval picks its lines: the ones
+  workspace context is for.
 
 Cases are found with Python's ``ast`` (not with tandem's own resolver). Side by
 side in one run, case by case, each arm a fresh server (or a plain llama.cpp
@@ -64,7 +68,7 @@ DEFAULT_ARMS = ("off", "defaults", "warm", "raw")
 
 @attrs.frozen
 class Case:
-    kind: str  # "member" | "line"
+    kind: str  # "member" | "line" | "xline"
     package: str
     path: Path
     line: int
@@ -145,9 +149,49 @@ def _imported_modules(path: Path, package: Path, tree: ast.Module) -> dict[str, 
     return bound
 
 
-def find_cases(package: Path, rng: random.Random) -> tuple[list[Case], list[Case]]:
+def _imported_names(path: Path, package: Path, tree: ast.Module) -> set[str]:
+    """Local names bound to a top-level definition of another package module."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = path.parent
+        for _ in range(max(0, node.level - 1)):
+            base = base.parent
+        if node.level == 0:
+            if not node.module or node.module.split(".")[0] != package.name:
+                continue
+            base = package.parent
+        target = base.joinpath(*(node.module.split(".") if node.module else []))
+        for module in (target.with_suffix(".py"), target / "__init__.py"):
+            if module.is_file() and module != path:
+                offered = _module_members(module)
+                names.update(a.asname or a.name for a in node.names
+                             if a.name in offered)  # fmt: skip
+    return names
+
+
+def _uses_another_module(
+    stmt: ast.stmt, offered: dict[str, set[str]], names: set[str]
+) -> bool:
+    for node in ast.walk(stmt):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.attr in offered.get(node.value.id, ())
+        ):
+            return True
+        if isinstance(node, ast.Name) and node.id in names:
+            return True
+    return False
+
+
+def find_cases(
+    package: Path, rng: random.Random, seed: int = 1
+) -> tuple[list[Case], list[Case], list[Case]]:
     members: list[Case] = []
     lines: list[Case] = []
+    xlines: list[Case] = []
     for path in sorted(package.rglob("*.py")):
         source = path.read_text(errors="replace")
         try:
@@ -157,6 +201,7 @@ def find_cases(package: Path, rng: random.Random) -> tuple[list[Case], list[Case
         text_lines = source.split("\n")
         bound = _imported_modules(path, package, tree)
         offered = {name: _module_members(p) for name, p in bound.items()}
+        imported = _imported_names(path, package, tree)
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Attribute)
@@ -184,9 +229,13 @@ def find_cases(package: Path, rng: random.Random) -> tuple[list[Case], list[Case
                     col = len(line) - len(line.lstrip())
                     lines.append(_cut(package, path, text_lines, stmt.lineno - 1, col,
                                       code, "line"))  # fmt: skip
+                    if _uses_another_module(stmt, offered, imported):
+                        xlines.append(attrs.evolve(lines[-1], kind="xline"))
     rng.shuffle(members)
     rng.shuffle(lines)
-    return members, lines
+    # Its own generator: the member and line cases stay those of earlier runs.
+    random.Random(f"{seed}:{package.name}").shuffle(xlines)
+    return members, lines, xlines
 
 
 def _cut(
@@ -289,11 +338,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for spec in args.packages:
         package = fetch(spec)
         roots[package.name] = package.parent
-        members, lines = find_cases(package, rng)
+        members, lines, xlines = find_cases(package, rng, args.seed)
         if "member" in args.kinds:
             cases += members[: args.cases]
         if "line" in args.kinds:
             cases += lines[: args.cases]
+        if "xline" in args.kinds:
+            cases += xlines[: args.cases]
     extra: dict[str, Any] = json.loads(args.settings) if args.settings else {}
     arms = {
         "off": _merged(extra, {"context": {"enabled": False}}),
@@ -370,6 +421,7 @@ def summarise(results: dict[str, list[dict[str, Any]]], n: int) -> dict[str, Any
     for arm, rows in results.items():
         member = [r for r in rows if r["kind"] == "member"]
         line = [r for r in rows if r["kind"] == "line"]
+        xline = [r for r in rows if r["kind"] == "xline"]
         ms = [r["ms"] for r in rows]
         out[arm] = {
             "member_n": len(member),
@@ -377,6 +429,9 @@ def summarise(results: dict[str, list[dict[str, Any]]], n: int) -> dict[str, Any
             "line_n": len(line),
             "line_em": _mean([r["em"] for r in line]),
             "line_es": _mean([r["es"] for r in line]),
+            "xline_n": len(xline),
+            "xline_em": _mean([r["em"] for r in xline]),
+            "xline_es": _mean([r["es"] for r in xline]),
             "p50_ms": round(median(ms)),
             "p90_ms": round(percentile(ms, 0.9)),
             "context_tokens_p50": median([r.get("contextTokens", 0) for r in rows]),
@@ -413,7 +468,10 @@ def main() -> None:
         help="what to compare",
     )
     parser.add_argument(
-        "--kinds", nargs="+", default=["member", "line"], choices=("member", "line")
+        "--kinds",
+        nargs="+",
+        default=["member", "line"],
+        choices=("member", "line", "xline"),
     )
     parser.add_argument(
         "--settings",
@@ -442,11 +500,13 @@ def main() -> None:
         return
     print(f"{summary['cases']} cases")
     print(f"{'arm':10} {'member hit':>10} {'line EM':>8} {'line ES':>8} "
+          f"{'xline EM':>8} {'xline ES':>8} "
           f"{'p50 ms':>7} {'p90 ms':>7} {'ctx tok':>7}")  # fmt: skip
     for arm in args.arms:
         r = summary[arm]
         print(f"{arm:10} {r['member_hit']:>10.3f} {r['line_em']:>8.3f} "
-              f"{r['line_es']:>8.3f} {r['p50_ms']:>7} {r['p90_ms']:>7} "
+              f"{r['line_es']:>8.3f} {r['xline_em']:>8.3f} {r['xline_es']:>8.3f} "
+              f"{r['p50_ms']:>7} {r['p90_ms']:>7} "
               f"{r['context_tokens_p50']:>7}")  # fmt: skip
     off, on = summary.get("off"), summary.get("defaults")
     if off and on and off["member_hit"]:
