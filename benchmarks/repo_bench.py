@@ -402,7 +402,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         print(f"  {a:8} {row['ms']:7.0f} ms ctx {ctx} new {new} "
                               f"gen {gen} p/g ms {split}: "
                               f"{row['text'][:40]!r}")  # fmt: skip
-    return {**summarise(results, len(cases)), "rows": results}
+    summary = summarise(results, len(cases))
+    summary["es_minus_defaults"] = {
+        kind: paired(results, kind) for kind in ("line", "xline")
+    }
+    return {**summary, "rows": results}
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -436,6 +440,29 @@ def summarise(results: dict[str, list[dict[str, Any]]], n: int) -> dict[str, Any
             "p90_ms": round(percentile(ms, 0.9)),
             "context_tokens_p50": median([r.get("contextTokens", 0) for r in rows]),
         }
+    return out
+
+
+def paired(
+    results: dict[str, list[dict[str, Any]]], kind: str, base: str = "defaults"
+) -> dict[str, tuple[float, float, int]]:
+    """Each arm's ES minus ``base``'s on the same ``kind`` cases: mean, s.e., n.
+
+    At the sizes run here the arms' means differ by less than their spread; the
+    paired difference is what can tell them apart.
+    """
+    out: dict[str, tuple[float, float, int]] = {}
+    if base not in results:
+        return out
+    ref = [r["es"] for r in results[base] if r["kind"] == kind]
+    for arm, rows in results.items():
+        es = [r["es"] for r in rows if r["kind"] == kind]
+        if arm == base or len(es) != len(ref) or len(es) < 2:
+            continue
+        diffs = [a - b for a, b in zip(es, ref, strict=True)]
+        mean = sum(diffs) / len(diffs)
+        var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+        out[arm] = (round(mean, 3), round((var / len(diffs)) ** 0.5, 3), len(diffs))
     return out
 
 
@@ -508,6 +535,10 @@ def main() -> None:
               f"{r['line_es']:>8.3f} {r['xline_em']:>8.3f} {r['xline_es']:>8.3f} "
               f"{r['p50_ms']:>7} {r['p90_ms']:>7} "
               f"{r['context_tokens_p50']:>7}")  # fmt: skip
+    for kind, arms in summary["es_minus_defaults"].items():
+        for arm, (mean, se, n) in arms.items():
+            print(f"{kind} ES, {arm} minus defaults (paired, {n} cases): "
+                  f"{mean:+.3f} ± {se:.3f}")  # fmt: skip
     off, on = summary.get("off"), summary.get("defaults")
     if off and on and off["member_hit"]:
         ratio = on["member_hit"] / off["member_hit"]
