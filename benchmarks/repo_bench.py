@@ -1,7 +1,7 @@
 """Repository-level completion on real packages nobody here wrote.
 
 Packages are downloaded from PyPI at run time into a scratch folder (cached under
-~/.cache/tandem/bench) and their own code is cut into cases of two kinds:
+~/.cache/tandem/bench) and their own code is cut into cases of three kinds:
 
 - ``member``: ``module.member`` where ``module`` is another module of the same
   package imported by this file and ``member`` is defined at its top level; the
@@ -174,6 +174,8 @@ def _imported_names(path: Path, package: Path, tree: ast.Module) -> set[str]:
 def _uses_another_module(
     stmt: ast.stmt, offered: dict[str, set[str]], names: set[str]
 ) -> bool:
+    """Whether ``stmt`` reads or sets a top-level name of another package module
+    (``module.name``, or a name imported from it anywhere in the file)."""
     for node in ast.walk(stmt):
         if (
             isinstance(node, ast.Attribute)
@@ -386,8 +388,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if raw is not None:
                     text, ms = raw.complete(case, 48)
                     results["raw"].append(
-                        {"kind": case.kind, "ms": ms, "text": text, **score(case, text)}
-                    )
+                        {"kind": case.kind, "where": f"{case.path.name}:{case.line}",
+                         "ms": ms, "text": text, **score(case, text)}
+                    )  # fmt: skip
                 if args.verbose:
                     print(case.kind, case.path.name, repr(case.expected[:40]))
                     for a in results:
@@ -454,16 +457,26 @@ def paired(
     out: dict[str, tuple[float, float, int]] = {}
     if base not in results:
         return out
-    ref = [r["es"] for r in results[base] if r["kind"] == kind]
+    ref = [r for r in results[base] if r["kind"] == kind]
     for arm, rows in results.items():
-        es = [r["es"] for r in rows if r["kind"] == kind]
-        if arm == base or len(es) != len(ref) or len(es) < 2:
+        mine = [r for r in rows if r["kind"] == kind]
+        if arm == base or len(mine) != len(ref) or len(mine) < 2:
             continue
-        diffs = [a - b for a, b in zip(es, ref, strict=True)]
+        pairs = list(zip(mine, ref, strict=True))
+        assert all(a["where"] == b["where"] for a, b in pairs), "cases out of step"
+        diffs = [a["es"] - b["es"] for a, b in pairs]
         mean = sum(diffs) / len(diffs)
         var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
         out[arm] = (round(mean, 3), round((var / len(diffs)) ** 0.5, 3), len(diffs))
     return out
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def _mean(values: list[float]) -> float:
@@ -523,17 +536,20 @@ def main() -> None:
     if args.rows:
         Path(args.rows).write_text(json.dumps(rows, indent=1))
     if args.json:
-        print(json.dumps(summary, indent=2))
+        # Arms without cases of a kind score NaN there: null in strict JSON.
+        print(json.dumps(_no_nan(summary), indent=2))
         return
     print(f"{summary['cases']} cases")
+    xline = "xline" in args.kinds
     print(f"{'arm':10} {'member hit':>10} {'line EM':>8} {'line ES':>8} "
-          f"{'xline EM':>8} {'xline ES':>8} "
-          f"{'p50 ms':>7} {'p90 ms':>7} {'ctx tok':>7}")  # fmt: skip
+          + (f"{'xline EM':>8} {'xline ES':>8} " if xline else "")
+          + f"{'p50 ms':>7} {'p90 ms':>7} {'ctx tok':>7}")  # fmt: skip
     for arm in args.arms:
         r = summary[arm]
         print(f"{arm:10} {r['member_hit']:>10.3f} {r['line_em']:>8.3f} "
-              f"{r['line_es']:>8.3f} {r['xline_em']:>8.3f} {r['xline_es']:>8.3f} "
-              f"{r['p50_ms']:>7} {r['p90_ms']:>7} "
+              f"{r['line_es']:>8.3f} "
+              + (f"{r['xline_em']:>8.3f} {r['xline_es']:>8.3f} " if xline else "")
+              + f"{r['p50_ms']:>7} {r['p90_ms']:>7} "
               f"{r['context_tokens_p50']:>7}")  # fmt: skip
     for kind, arms in summary["es_minus_defaults"].items():
         for arm, (mean, se, n) in arms.items():
