@@ -122,18 +122,27 @@ def _module_members(path: Path) -> set[str]:
     return {n for n in names if not n.startswith("_")}
 
 
+def _from_base(node: ast.ImportFrom, path: Path, package: Path) -> Path | None:
+    """The folder ``from X import ...`` resolves X's parts against (None: not
+    this package)."""
+    if node.level == 0:
+        if not node.module or node.module.split(".")[0] != package.name:
+            return None
+        return package.parent
+    base = path.parent
+    for _ in range(node.level - 1):
+        base = base.parent
+    return base
+
+
 def _imported_modules(path: Path, package: Path, tree: ast.Module) -> dict[str, Path]:
     """Local names bound to another module file of the package."""
     bound: dict[str, Path] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            base = path.parent
-            for _ in range(max(0, node.level - 1)):
-                base = base.parent
-            if node.level == 0:
-                if not node.module or node.module.split(".")[0] != package.name:
-                    continue
-                base = package.parent
+            base = _from_base(node, path, package)
+            if base is None:
+                continue
             parts = node.module.split(".") if node.module else []
             for alias in node.names:
                 target = base.joinpath(*parts, alias.name)
@@ -155,13 +164,9 @@ def _imported_names(path: Path, package: Path, tree: ast.Module) -> set[str]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.ImportFrom):
             continue
-        base = path.parent
-        for _ in range(max(0, node.level - 1)):
-            base = base.parent
-        if node.level == 0:
-            if not node.module or node.module.split(".")[0] != package.name:
-                continue
-            base = package.parent
+        base = _from_base(node, path, package)
+        if base is None:
+            continue
         target = base.joinpath(*(node.module.split(".") if node.module else []))
         for module in (target.with_suffix(".py"), target / "__init__.py"):
             if module.is_file() and module != path:
