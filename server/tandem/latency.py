@@ -207,11 +207,11 @@ MIN_WINDOW_TOKENS = 256
 """The budget of the text before the cursor never shrinks below this many tokens
 (about 20 lines of code); the window starts at a line numbered a multiple of 32
 within it where there is one (``context.window``), so the text itself is often
-shorter. Measured on real
-packages (benchmarks/repo_bench.py, 43 cases, prompts sized as at 85 prompt
-tokens/s): 256 instead of 384 takes the first completion after opening a file
-and a 3 s pause from p50 2.5 s to 1.1 s, member hits unchanged, whole-line edit
-similarity 0.446 -> 0.415 (context off: 0.431 -> 0.385 likewise)."""
+shorter. Measured on real packages (benchmarks/repo_bench.py, 43 cases,
+prompts sized as at 85 prompt tokens/s): 256 instead of 384 takes the first
+completion after opening a file and a 3 s pause from p50 2.5 s to 1.1 s, member
+hits unchanged, whole-line edit similarity 0.446 -> 0.415 (context off: 0.431 ->
+0.385 likewise)."""
 WINDOW_STEP = 128
 SUFFIX_S = 0.4
 """The text after the cursor is evaluated again after every keystroke: at most
