@@ -48,7 +48,7 @@ class Document:
     text: str
     language_id: str = ""
     path: str | None = None
-    """Workspace-relative path, for models with file-level markers."""
+    """Workspace-relative path, for formats laid out in file blocks."""
     fs_path: str | None = None
     """The file's path on disk, as the workspace index knows it."""
 

@@ -15,6 +15,7 @@ import llama_cpp as llama_cpp_lib
 import numpy as np
 import pytest
 
+from tandem import fim
 from tandem.backends import llama_cpp, llama_kv
 from tandem.backends.base import (
     BackendConfigError,
@@ -397,10 +398,30 @@ PRICING = (
 
 def moved_window(b: LlamaCppBackend, req: GenerateRequest) -> int:
     """The tokens of the window a changed context leaves to be moved: from the
-    start of the file's text to ``FRESH_TOKENS`` before the cursor."""
+    start of the file's text (after the context's comment block, which Qwen's
+    prompts begin with) to ``FRESH_TOKENS`` before the cursor."""
     tokens = b.prompt_tokens(req)
-    start = tokens.index(b._fim_ids["<|fim_prefix|>"])
-    return tokens.index(b._fim_ids["<|fim_suffix|>"]) - FRESH_TOKENS - start
+    head = b.tokenize(fim.comment_block(req.context, req.comment))
+    start = tokens.index(b._fim_ids["<|fim_prefix|>"]) + 1
+    assert tokens[start : start + len(head)] == head  # the window starts after it
+    return tokens.index(b._fim_ids["<|fim_suffix|>"]) - FRESH_TOKENS - start - len(head)
+
+
+async def test_an_overlong_prompt_loses_the_context_first() -> None:
+    """Over the context window, the context goes (whole) before the file's text."""
+    context = (ContextFile("util.py", PRICING),)
+    req = attrs.evolve(long_request(40), context=context)
+    async with backend(n_ctx=512) as b:
+        llm = b._llm
+        assert llm is not None
+        tokens = b.prompt_tokens(req)
+        text = llm.detokenize(tokens).decode()
+        assert len(tokens) <= 512 - req.max_tokens
+        assert "util.py" not in text and "apply_volume_discount" not in text
+        assert text.endswith("def main():\n    \n")  # the cursor's text is kept
+        # Where it fits, the context stays.
+        fits = attrs.evolve(req, prompt=req.prompt[-600:])
+        assert "apply_volume_discount" in llm.detokenize(b.prompt_tokens(fits)).decode()
 
 
 @pytest.mark.parametrize("reuse", [32, 0], ids=["moved", "off"])

@@ -216,18 +216,26 @@ def test_context_is_stable_while_typing_on_a_line(tmp_path: Path) -> None:
 
 def test_layout_with_file_markers_and_as_comments() -> None:
     context = [ContextFile("shapes/geometry.py", "def scale(factor, shape): ...")]
-    parts = fim.QWEN.render("x = ", "", "app.py", context, "repo")
+    parts = fim.STARCODER.render("x = ", "", "app.py", context, "repo")
     assert parts[:4] == [
-        fim.Special("<|repo_name|>"),
+        fim.Special("<repo_name>"),
         "repo\n",
-        fim.Special("<|file_sep|>"),
+        fim.Special("<file_sep>"),
         "shapes/geometry.py\ndef scale(factor, shape): ...\n",
     ]
-    assert parts[4:6] == [fim.Special("<|file_sep|>"), "app.py\n"]
+    assert parts[4:6] == [fim.Special("<file_sep>"), "app.py\n"]
+    commented = "# From shapes/geometry.py:\n# def scale(factor, shape): ...\n\nx = "
     parts = fim.CODELLAMA.render("x = ", "", "app.py", context, "repo", "#")
-    assert parts[1] == (
-        "# From shapes/geometry.py:\n# def scale(factor, shape): ...\n\nx = "
-    )
+    assert parts[1] == commented
+    # Qwen has the markers but takes the context as comments, unmarked.
+    parts = fim.QWEN.render("x = ", "", "app.py", context, "repo", "#")
+    assert parts == [
+        fim.Special("<|fim_prefix|>"),
+        commented,
+        fim.Special("<|fim_suffix|>"),
+        "",
+        fim.Special("<|fim_middle|>"),
+    ]
 
 
 def test_similar_code_and_recent_edits_from_open_documents(tmp_path: Path) -> None:

@@ -103,6 +103,11 @@ def test_unknown_family_reported_by_llama_cpp_gets_its_own_format() -> None:
         "b",
         Special("<|code_middle|>"),
     ]
+    # A file separator llama.cpp reports gives it file blocks.
+    sep = {**reported, "sep": "<|code_file|>"}
+    found = fim.detect(sep, set(sep.values()).__contains__, "glm4moe", "GLM")
+    assert found is not None and found.file_blocks
+    assert found.render("a", "b", "x.py")[:2] == [Special("<|code_file|>"), "x.py\n"]
 
 
 def test_requested_family_missing_from_the_vocabulary() -> None:
@@ -110,10 +115,22 @@ def test_requested_family_missing_from_the_vocabulary() -> None:
 
 
 def test_psm_layout_puts_cursor_text_last_and_file_marker_first() -> None:
+    parts = fim.STARCODER.render("def f(", "):\n", "pkg/mod.py")
+    assert parts == [
+        Special("<file_sep>"),
+        "pkg/mod.py\n",
+        Special("<fim_prefix>"),
+        "def f(",
+        Special("<fim_suffix>"),
+        "):\n",
+        Special("<fim_middle>"),
+    ]
+
+
+def test_qwen_marks_no_file() -> None:
+    # Measured: the current file's marker costs Qwen2.5-Coder whole lines.
     parts = fim.QWEN.render("def f(", "):\n", "pkg/mod.py")
     assert parts == [
-        Special("<|file_sep|>"),
-        "pkg/mod.py\n",
         Special("<|fim_prefix|>"),
         "def f(",
         Special("<|fim_suffix|>"),

@@ -67,6 +67,11 @@ def test_family_and_prompt_ids_come_from_llama_cpp(
         return
     assert fmt.prefix == prefix
     assert fmt.file_sep == file_sep
+    # Measured for Qwen only: its context as comments, no file blocks.
+    marked = (
+        fim.Special(file_sep) in fmt.render("a", "b", "x.py") if file_sep else False
+    )
+    assert marked == (file_sep is not None and expected != "qwen")
     # Every control part of a prompt maps to the id llama.cpp itself reports.
     reported = vocab.reported_fim()
     parts = fmt.render("def f(", "):\n", "pkg/mod.py")

@@ -21,7 +21,7 @@ class GenerateRequest:
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
     path: str | None = None
-    """Workspace-relative path of the file, for models with file-level markers."""
+    """Workspace-relative path of the file, for formats laid out in file blocks."""
     fs_path: str | None = None
     """The file's absolute path, for the privacy rules (never sent)."""
     context: tuple[ContextFile, ...] = ()
@@ -29,7 +29,7 @@ class GenerateRequest:
     repo: str | None = None
     """The workspace's name, for models with a repository marker."""
     comment: str = "#"
-    """Line comment of the language, for context given to models without markers."""
+    """Line comment of the language, for context given as a comment block."""
     logprobs: bool = False
     """Record each generated token's log-probability in the stats (the backends
     that can: in-process llama.cpp); off, it costs nothing."""

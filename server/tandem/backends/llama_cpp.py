@@ -605,6 +605,10 @@ class LlamaCppBackend:
         ]
         limit = self._llm.n_ctx() - req.max_tokens - len(self._prefix_bos)
         overflow = sum(map(len, pieces)) - limit
+        if overflow > 0 and req.context:
+            # Too long: the context goes first, whole (cut mid-way, a comment
+            # block's first line would read as code).
+            return self.prompt_tokens(attrs.evolve(req, context=()))
         if overflow > 0:
             # Drop the oldest prefix text first; then the far end of the suffix.
             cut = min(overflow, len(pieces[prefix_piece]))
