@@ -310,13 +310,16 @@ def replay(
     """Worker: evaluate ``prompt`` afresh, then ``ids`` one at a time.
 
     For each id, (its log-probability, the largest of its row), with a log-softmax
-    of the logits computed here, independently of the backend's.
+    of the logits computed here, independently of the backend's. The prompt's last
+    token is evaluated alone, as the backend does (a batch of one takes another
+    kernel on the CPU: its logits may differ by ~0.1 from a larger batch's).
     """
     llm = b._llm
     assert llm is not None
     llm.reset()
     llm._ctx.kv_cache_clear()
-    llm.eval(prompt)
+    llm.eval(prompt[:-1])
+    llm.eval(prompt[-1:])
     found = []
     for token in ids:
         row = np.ctypeslib.as_array(
